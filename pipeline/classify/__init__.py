@@ -34,4 +34,11 @@ def cached_classifier(name: str, options_json: str = "{}") -> Classifier:
     return create_classifier(name, **json.loads(options_json))
 
 
-__all__ = ["Classifier", "cached_classifier", "classifiers", "create_classifier", "resolve_device", "topk"]
+__all__ = [
+    "Classifier",
+    "cached_classifier",
+    "classifiers",
+    "create_classifier",
+    "resolve_device",
+    "topk",
+]

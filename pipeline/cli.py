@@ -1,0 +1,95 @@
+"""The `conceptswap` command line.
+
+`conceptswap build` with no arguments builds the offline demo dataset from the built-in sample
+photos into `data/builds/demo/`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline import progress
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Synthetic counterfactual image datasets for auditing and editing image classifiers.",
+)
+console = Console(stderr=True)
+
+
+def _rich_reporter(bar: Progress) -> progress.Reporter:
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, amount: int, total: int | None) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        elif total is not None:
+            bar.update(tasks[stage], total=total)
+        bar.advance(tasks[stage], amount)
+
+    return report
+
+
+@app.command()
+def build(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Build config YAML (default: demo).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Build directory (default data/builds/NAME).")
+    ] = None,
+) -> None:
+    """Build a counterfactual dataset (no arguments: the offline demo)."""
+    from flows.build import build_dataset
+    from pipeline.config import BuildConfig, ConfigError
+
+    try:
+        if config is not None:
+            BuildConfig.from_yaml(config)  # fail fast with a clear message before Prefect starts
+    except ConfigError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not sys.stderr.isatty()) as bar:
+        progress.set_reporter(_rich_reporter(bar))
+        try:
+            manifest = build_dataset(
+                config_path=str(config) if config else None, out=str(out) if out else None
+            )
+        finally:
+            progress.set_reporter(None)
+    _summarise(Path(manifest))
+
+
+def _summarise(manifest: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from pipeline.store import BuildStore
+
+    table = pq.read_table(manifest, columns=["kept"]).to_pylist() if manifest.is_file() else []
+    store = BuildStore(manifest.parent)
+    console.print(
+        f"[green]built[/green] {store.root}: {len(table)} counterfactuals "
+        f"({sum(r['kept'] for r in table)} kept), {len(store.quarantined())} quarantined inputs"
+    )
+    typer.echo(str(manifest))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Transform and filter: composite each kept concept with each style, classify, judge.
+
+Counterfactuals stream through the classifier in batches, so memory holds one batch of images,
+not the shard's product of concepts and styles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.classify import Classifier, topk
+from pipeline.config import ClassifierConfig, FilterConfig, TransformConfig
+from pipeline.filters import judge
+from pipeline.hashing import stable_key
+from pipeline.records import ConceptMask, Counterfactual, SourceImage, Stylized
+from pipeline.store import BuildStore
+from pipeline.transform import composite
+
+CODE_VERSION = "counterfactual-v1"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One counterfactual to make: which image, mask and stylized image, and its id."""
+
+    cf_id: str
+    image: SourceImage
+    mask: ConceptMask
+    stylized: Stylized
+
+    @property
+    def texture(self) -> str:
+        return self.stylized.style_id.split("/")[0]
+
+
+def plan(
+    images: Sequence[SourceImage],
+    masks: Sequence[ConceptMask],
+    stylized: Sequence[Stylized],
+    config: TransformConfig,
+) -> list[Planned]:
+    by_image: dict[str, list[Stylized]] = {}
+    for record in stylized:
+        by_image.setdefault(record.image_id, []).append(record)
+    image_by_id = {image.image_id: image for image in images}
+    planned = []
+    for mask in masks:
+        if not mask.kept or mask.image_id not in image_by_id:
+            continue
+        for record in by_image.get(mask.image_id, []):
+            cf_id = stable_key(mask.mask_id, record.stylized_id, config.model_dump(), length=32)
+            planned.append(Planned(cf_id, image_by_id[mask.image_id], mask, record))
+    return sorted(planned, key=lambda p: p.cf_id)
+
+
+def render(store: BuildStore, item: Planned, config: TransformConfig) -> np.ndarray:
+    return composite(
+        store.load_image(item.image.path),
+        store.load_image(item.stylized.path),
+        store.load_mask(item.mask.path),
+        blend=config.blend,
+        feather=config.feather,
+    )
+
+
+def _batches(items: Sequence[Planned], size: int) -> Iterator[Sequence[Planned]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def counterfactual_shard(
+    store: BuildStore,
+    images: Sequence[SourceImage],
+    masks: Sequence[ConceptMask],
+    stylized: Sequence[Stylized],
+    transform: TransformConfig,
+    classifier_config: ClassifierConfig,
+    filters: FilterConfig,
+    fingerprint: str,
+    load: Callable[[], Classifier],
+) -> tuple[str, list[Counterfactual]]:
+    planned = plan(images, masks, stylized, transform)
+    key = stable_key(
+        CODE_VERSION,
+        fingerprint,
+        classifier_config.topk,
+        filters.model_dump(),
+        [p.cf_id for p in planned],
+    )
+    if store.has_part("counterfactuals", key):
+        done = [c for c in store.read_part("counterfactuals", key) if isinstance(c, Counterfactual)]
+        by_id = {p.cf_id: p for p in planned}
+        for record in done:  # re-create only files that went missing
+            if not store.exists(record.path):
+                store.save_png(record.path, render(store, by_id[record.cf_id], transform))
+        return key, done
+    if not planned:
+        store.write_part("counterfactuals", key, [])
+        return key, []
+    classifier = load()
+    names = classifier.class_names
+    with_cf = sorted({p.image.image_id: p.image for p in planned}.items())
+    clean_probs = dict(
+        zip(
+            [image_id for image_id, _ in with_cf],
+            classifier.predict_proba([store.load_image(image.path) for _, image in with_cf]),
+            strict=True,
+        )
+    )
+    records: list[Counterfactual] = []
+    for batch in _batches(planned, classifier_config.batch_size):
+        pixels = []
+        for item in batch:
+            relpath = store.relpath("counterfactuals", item.cf_id)
+            pixels.append(render(store, item, transform))
+            if not store.exists(relpath):
+                store.save_png(relpath, pixels[-1])
+        cf_probs = classifier.predict_proba(pixels)
+        for item, probs in zip(batch, cf_probs, strict=True):
+            clean = clean_probs[item.image.image_id]
+            clean_pred, cf_pred = int(np.argmax(clean)), int(np.argmax(probs))
+            label = item.image.label
+            reference = clean_pred if label is None else label
+            verdicts, kept = judge(
+                filters,
+                concept=item.mask.concept,
+                label=label,
+                clean_pred=clean_pred,
+                cf_pred=cf_pred,
+                mask_kept=item.mask.kept,
+                mask_reason=item.mask.reject_reason,
+                names=names,
+            )
+            records.append(
+                Counterfactual(
+                    cf_id=item.cf_id,
+                    image_id=item.image.image_id,
+                    mask_id=item.mask.mask_id,
+                    stylized_id=item.stylized.stylized_id,
+                    concept=item.mask.concept,
+                    texture=item.texture,
+                    style_image=item.stylized.style_id,
+                    blend=transform.blend,
+                    area_frac=item.mask.area_frac,
+                    label=label,
+                    path=store.relpath("counterfactuals", item.cf_id),
+                    classifier_id=classifier.id,
+                    clean_topk=topk(clean[None], classifier_config.topk)[0],
+                    cf_topk=topk(probs[None], classifier_config.topk)[0],
+                    clean_pred=clean_pred,
+                    cf_pred=cf_pred,
+                    clean_true_prob=round(float(clean[reference]), 6),
+                    cf_true_prob=round(float(probs[reference]), 6),
+                    verdicts=verdicts,
+                    kept=kept,
+                )
+            )
+    store.write_part("counterfactuals", key, records)
+    return key, records

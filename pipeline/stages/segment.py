@@ -1,0 +1,74 @@
+"""Segment: find concepts in a shard of images and apply the mask quality rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pipeline.config import SegmentConfig
+from pipeline.hashing import stable_key
+from pipeline.records import ConceptMask, SourceImage
+from pipeline.segment import Segmenter
+from pipeline.store import BuildStore
+
+CODE_VERSION = "segment-v1"
+
+
+def quality_rejection(config: SegmentConfig, score: float, area_frac: float) -> str | None:
+    """The first quality rule a mask fails, as a reason, or None if it passes."""
+    if area_frac <= 0.0:
+        return "empty mask"
+    if score < config.min_score:
+        return f"score {score:.3f} < min_score {config.min_score}"
+    if area_frac < config.min_area:
+        return f"area {area_frac:.3f} < min_area {config.min_area}"
+    if area_frac > config.max_area:
+        return f"area {area_frac:.3f} > max_area {config.max_area}"
+    return None
+
+
+def segment_shard(
+    store: BuildStore,
+    images: Sequence[SourceImage],
+    config: SegmentConfig,
+    fingerprint: str,
+    load: Callable[[], Segmenter],
+) -> tuple[str, list[ConceptMask]]:
+    """Masks (kept and rejected) for every image of the shard. Returns (key, masks)."""
+    settings = config.model_dump(exclude={"batch_size"})
+    key = stable_key(CODE_VERSION, fingerprint, settings, [i.image_id for i in images])
+    if store.has_part("masks", key):
+        done = [m for m in store.read_part("masks", key) if isinstance(m, ConceptMask)]
+        if all(store.exists(m.path) for m in done if m.area_frac > 0):
+            return key, done
+    segmenter = load()
+    masks: list[ConceptMask] = []
+    for start in range(0, len(images), config.batch_size):
+        batch = images[start : start + config.batch_size]
+        pixels = [store.load_image(image.path) for image in batch]
+        found = segmenter.segment(pixels, [image.label for image in batch])
+        for image, detections in zip(batch, found, strict=True):
+            for detection in sorted(detections, key=lambda d: d.concept):
+                mask = np.asarray(detection.mask, dtype=bool)
+                area = float(mask.mean())
+                mask_id = stable_key(image.image_id, detection.concept, fingerprint, length=32)
+                relpath = store.relpath("masks", mask_id)
+                if area > 0 and not store.exists(relpath):
+                    store.save_png(relpath, mask)
+                reason = quality_rejection(config, float(detection.score), area)
+                masks.append(
+                    ConceptMask(
+                        mask_id=mask_id,
+                        image_id=image.image_id,
+                        concept=detection.concept,
+                        score=round(float(detection.score), 6),
+                        area_frac=round(area, 6),
+                        segmenter_id=segmenter.id,
+                        path=relpath,
+                        kept=reason is None,
+                        reject_reason=reason,
+                    )
+                )
+    store.write_part("masks", key, masks)
+    return key, masks

@@ -1,0 +1,78 @@
+"""Stylize: re-render the images that have a kept concept, once per style image."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pipeline.config import StylizeConfig
+from pipeline.hashing import stable_key
+from pipeline.records import ConceptMask, SourceImage, StyleImage, Stylized
+from pipeline.store import BuildStore
+from pipeline.stylize import Stylizer
+
+CODE_VERSION = "stylize-v1"
+
+
+def style_seed(seed: int, style: StyleImage) -> int:
+    """One seed per (build seed, style image): outputs never depend on how images are batched."""
+    return int(stable_key(seed, style.style_id, style.sha256, length=8), 16) % (2**31)
+
+
+def stylized_id(image_id: str, style: StyleImage, fingerprint: str, seed: int) -> str:
+    return stable_key(image_id, style.sha256, fingerprint, style_seed(seed, style), length=32)
+
+
+def images_to_stylize(
+    images: Sequence[SourceImage], masks: Sequence[ConceptMask]
+) -> list[SourceImage]:
+    """Only images with at least one kept concept are worth stylizing."""
+    wanted = {m.image_id for m in masks if m.kept}
+    return [image for image in images if image.image_id in wanted]
+
+
+def stylize_shard(
+    store: BuildStore,
+    images: Sequence[SourceImage],
+    styles: Sequence[StyleImage],
+    config: StylizeConfig,
+    fingerprint: str,
+    seed: int,
+    load: Callable[[], Stylizer],
+    load_style: Callable[[StyleImage], np.ndarray],
+) -> tuple[str, list[Stylized]]:
+    ids = [[stylized_id(i.image_id, s, fingerprint, seed) for s in styles] for i in images]
+    key = stable_key(CODE_VERSION, fingerprint, ids)
+    if store.has_part("stylized", key):
+        done = [s for s in store.read_part("stylized", key) if isinstance(s, Stylized)]
+        if all(store.exists(s.path) for s in done):
+            return key, done
+    stylizer: Stylizer | None = None
+    records: list[Stylized] = []
+    for column, style in enumerate(styles):
+        todo = [
+            (image, ids[row][column])
+            for row, image in enumerate(images)
+            if not store.exists(store.relpath("stylized", ids[row][column]))
+        ]
+        for start in range(0, len(todo), config.batch_size):
+            batch = todo[start : start + config.batch_size]
+            stylizer = stylizer or load()
+            pixels = [store.load_image(image.path) for image, _ in batch]
+            outputs = stylizer.stylize(pixels, load_style(style), seed=style_seed(seed, style))
+            for (_, sid), output in zip(batch, outputs, strict=True):
+                store.save_png(store.relpath("stylized", sid), output)
+        for row, image in enumerate(images):
+            sid = ids[row][column]
+            records.append(
+                Stylized(
+                    stylized_id=sid,
+                    image_id=image.image_id,
+                    style_id=style.style_id,
+                    stylizer_id=fingerprint,
+                    path=store.relpath("stylized", sid),
+                )
+            )
+    store.write_part("stylized", key, records)
+    return key, records

@@ -1,0 +1,119 @@
+"""The build directory: content-addressed files, manifest parts, quarantine, resolved config.
+
+```
+<build>/build.yaml                     resolved config, versions, model ids, weight hashes, seed
+<build>/manifest.parquet               one row per counterfactual (the main manifest)
+<build>/manifests/<kind>.parquet       images, masks, styles, stylized
+<build>/manifests/parts/<kind>/<key>.parquet   one part per shard and stage cache key
+<build>/images|masks|stylized|counterfactuals/<id[:2]>/<id>.png
+<build>/quarantine.jsonl               inputs that could not be used, and why
+```
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline.imageio import encode_png, load_png
+from pipeline.records import QuarantineEntry, Record
+from pipeline.store.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files
+from pipeline.store.manifest import concat_sorted, read_records, records_to_table, write_table
+
+FILE_KINDS = ("images", "masks", "stylized", "counterfactuals")
+_quarantine_lock = threading.Lock()
+
+
+class BuildStore:
+    """All reads and writes of one build directory go through here."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # -- content-addressed files -------------------------------------------------------------
+    def relpath(self, kind: str, file_id: str, suffix: str = ".png") -> str:
+        if kind not in FILE_KINDS:
+            raise ValueError(f"unknown file kind {kind!r}")
+        if not file_id or any(c not in "0123456789abcdef" for c in file_id):
+            raise ValueError(f"file ids are lowercase hex digests, got {file_id!r}")
+        return f"{kind}/{file_id[:2]}/{file_id}{suffix}"
+
+    def path(self, relpath: str) -> Path:
+        resolved = (self.root / relpath).resolve()
+        if self.root not in resolved.parents:
+            raise ValueError(f"path {relpath!r} escapes the build directory {self.root}")
+        return resolved
+
+    def exists(self, relpath: str) -> bool:
+        return self.path(relpath).is_file()
+
+    def save_png(self, relpath: str, array: np.ndarray) -> str:
+        atomic_write_bytes(self.path(relpath), encode_png(array))
+        return relpath
+
+    def load_image(self, relpath: str) -> np.ndarray:
+        return load_png(self.path(relpath))
+
+    def load_mask(self, relpath: str) -> np.ndarray:
+        return load_png(self.path(relpath), mask=True)
+
+    # -- manifest parts ----------------------------------------------------------------------
+    def part_path(self, kind: str, key: str) -> Path:
+        return self.root / "manifests" / "parts" / kind / f"{key}.parquet"
+
+    def has_part(self, kind: str, key: str) -> bool:
+        return self.part_path(kind, key).is_file()
+
+    def write_part(self, kind: str, key: str, records: Sequence[Record]) -> Path:
+        return write_table(self.part_path(kind, key), records_to_table(kind, records))
+
+    def read_part(self, kind: str, key: str) -> list[Record]:
+        return read_records(self.part_path(kind, key), kind)
+
+    def consolidate(self, kind: str, keys: Iterable[str], target: Path | None = None) -> Path:
+        """Write the manifest of `kind` from the parts named by `keys` (this run's shards)."""
+        tables = [pq.read_table(self.part_path(kind, key)) for key in keys]
+        target = target or self.manifest_path(kind)
+        return write_table(target, concat_sorted(kind, tables))
+
+    def manifest_path(self, kind: str) -> Path:
+        if kind == "counterfactuals":
+            return self.root / "manifest.parquet"
+        return self.root / "manifests" / f"{kind}.parquet"
+
+    # -- quarantine --------------------------------------------------------------------------
+    @property
+    def quarantine_path(self) -> Path:
+        return self.root / "quarantine.jsonl"
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        if not self.quarantine_path.is_file():
+            return []
+        lines = self.quarantine_path.read_text(encoding="utf-8").splitlines()
+        return [QuarantineEntry(**json.loads(line)) for line in lines if line.strip()]
+
+    def quarantine(self, entries: Iterable[QuarantineEntry]) -> None:
+        """Add entries, one per (uri, stage), rewriting the file atomically."""
+        new = list(entries)
+        with _quarantine_lock:
+            merged = {(e.uri, e.stage): e for e in self.quarantined()}
+            if not new and self.quarantine_path.exists():
+                return
+            for entry in new:
+                merged[(entry.uri, entry.stage)] = entry
+            lines = [
+                json.dumps(entry.to_row(), sort_keys=True, ensure_ascii=False)
+                for _, entry in sorted(merged.items())
+            ]
+            atomic_write_text(self.quarantine_path, "".join(line + "\n" for line in lines))
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def sweep(self) -> int:
+        """Remove temp files a crashed run left behind."""
+        return sweep_temp_files(self.root)

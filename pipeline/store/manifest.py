@@ -1,0 +1,69 @@
+"""Parquet manifests: one part per (record kind, shard cache key), consolidated per build.
+
+Parts are written atomically, so a crash loses at most the shard in flight. The consolidated
+manifest of a kind is the union of the parts a build run produced, sorted by the record id, so
+the same config and seed give byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.records import RECORD_TYPES, Record
+from pipeline.store.atomic import atomic_write_bytes
+
+ID_COLUMNS = {
+    "images": "image_id",
+    "masks": "mask_id",
+    "styles": "style_id",
+    "stylized": "stylized_id",
+    "counterfactuals": "cf_id",
+}
+
+
+def records_to_table(kind: str, records: Sequence[Record]) -> pa.Table:
+    rows = [record.to_row() for record in records]
+    if rows:
+        return pa.Table.from_pylist(rows)
+    record_type = RECORD_TYPES[kind]
+    empty = record_type.__dataclass_fields__  # type: ignore[attr-defined]
+    return pa.table({name: pa.array([], type=pa.null()) for name in empty})
+
+
+def write_table(path: str | Path, table: pa.Table) -> Path:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_records(path: str | Path, kind: str) -> list[Record]:
+    record_type = RECORD_TYPES[kind]
+    table = pq.read_table(path)
+    return [record_type.from_row(row) for row in table.to_pylist()]
+
+
+def concat_sorted(kind: str, tables: Iterable[pa.Table]) -> pa.Table:
+    """Union of part tables, de-duplicated on the record id and sorted by it."""
+    non_empty = [t for t in tables if t.num_rows]
+    if not non_empty:
+        return records_to_table(kind, [])
+    table = pa.concat_tables(non_empty, promote_options="permissive")
+    id_column = ID_COLUMNS[kind]
+    rows = {row[id_column]: row for row in table.to_pylist()}
+    ordered = [rows[key] for key in sorted(rows)]
+    return pa.Table.from_pylist(ordered, schema=table.schema)
+
+
+def table_digest(path: str | Path) -> str:
+    """sha256 of a manifest's rows (not of the Parquet bytes): equal data, equal digest."""
+    table = pq.read_table(path)
+    digest = hashlib.sha256()
+    for row in table.to_pylist():
+        digest.update(repr(sorted(row.items())).encode())
+    return digest.hexdigest()

@@ -1,0 +1,42 @@
+"""Shared fixtures. Prefect gets a private home and one test harness for the whole session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="conceptswap-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME  # before anything imports prefect
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED_IMAGENET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imagenet-samples"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the session, started only by tests that run flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    """The real offline classifier (EfficientNet-Lite0, packaged ImageNet weights), loaded once."""
+    from pipeline.classify import cached_classifier
+
+    return cached_classifier("timm:tf_efficientnet_lite0", '{"device": "cpu"}')
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

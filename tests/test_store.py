@@ -1,0 +1,74 @@
+"""Build storage: atomic writes, content-addressed paths, manifests, quarantine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.records import ConceptMask, QuarantineEntry
+from pipeline.store import BuildStore
+from pipeline.store.atomic import atomic_write_bytes
+from pipeline.store.manifest import table_digest
+
+
+def mask_record(mask_id: str, concept: str = "background") -> ConceptMask:
+    return ConceptMask(mask_id, "ab" * 32, concept, 0.5, 0.25, "cam:x", f"masks/{mask_id[:2]}/{mask_id}.png")
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path) -> None:
+    target = tmp_path / "a" / "b.bin"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["b.bin"]
+
+
+def test_sweep_removes_crash_leftovers(tmp_path) -> None:
+    store = BuildStore(tmp_path)
+    (tmp_path / "images" / "ab").mkdir(parents=True)
+    (tmp_path / "images" / "ab" / ".tmp-123").write_bytes(b"partial")
+    assert store.sweep() == 1
+    assert not list((tmp_path / "images").rglob(".tmp-*"))
+
+
+def test_paths_are_content_addressed_and_cannot_escape(tmp_path) -> None:
+    store = BuildStore(tmp_path)
+    assert store.relpath("masks", "abcdef") == "masks/ab/abcdef.png"
+    with pytest.raises(ValueError, match="hex"):
+        store.relpath("masks", "../../etc")
+    with pytest.raises(ValueError, match="escapes"):
+        store.path("../outside.png")
+
+
+def test_png_files_round_trip(tmp_path) -> None:
+    store = BuildStore(tmp_path)
+    mask = np.zeros((5, 7), dtype=bool)
+    mask[1:3, 2:6] = True
+    rel = store.save_png(store.relpath("masks", "ff00"), mask)
+    assert np.array_equal(store.load_mask(rel), mask)
+
+
+def test_parts_consolidate_sorted_and_deduplicated(tmp_path) -> None:
+    store = BuildStore(tmp_path)
+    store.write_part("masks", "k1", [mask_record("cc"), mask_record("aa")])
+    store.write_part("masks", "k2", [mask_record("bb"), mask_record("aa")])
+    path = store.consolidate("masks", ["k2", "k1"])
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(path).column("mask_id").to_pylist() == ["aa", "bb", "cc"]
+    digest = table_digest(path)
+    store.consolidate("masks", ["k1", "k2"])
+    assert table_digest(path) == digest
+    assert store.read_part("masks", "k1")[0] == mask_record("cc")
+
+
+def test_quarantine_has_one_entry_per_input_and_stage(tmp_path) -> None:
+    store = BuildStore(tmp_path)
+    store.quarantine([QuarantineEntry("x.jpg", "ingest", "truncated image data")])
+    store.quarantine([QuarantineEntry("x.jpg", "ingest", "truncated image data")])
+    store.quarantine([QuarantineEntry("y.jpg", "ingest", "not an image file")])
+    entries = store.quarantined()
+    assert [(e.uri, e.reason) for e in entries] == [
+        ("x.jpg", "truncated image data"),
+        ("y.jpg", "not an image file"),
+    ]
