@@ -66,4 +66,4 @@ def resolved(config: BuildConfig, styles: list[StyleImage]) -> dict[str, Any]:
 
 def write_build_yaml(store: BuildStore, config: BuildConfig, styles: list[StyleImage]) -> None:
     text = yaml.safe_dump(resolved(config, styles), sort_keys=False, allow_unicode=True)
-    atomic_write_text(store.root / "build.yaml", text)
+    atomic_write_text(store.root / "build.yaml", text, skip_if_same=True)

@@ -13,8 +13,12 @@ from pathlib import Path
 TEMP_PREFIX = ".tmp-"
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, skip_if_same: bool = False) -> Path:
+    """Write `data` to `path` atomically; with `skip_if_same`, leave an identical file alone."""
     path = Path(path)
+    if skip_if_same and path.is_file() and path.stat().st_size == len(data):
+        if path.read_bytes() == data:
+            return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
@@ -29,8 +33,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, skip_if_same: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), skip_if_same=skip_if_same)
 
 
 def sweep_temp_files(root: str | Path) -> int:

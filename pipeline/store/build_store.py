@@ -111,7 +111,8 @@ class BuildStore:
                 json.dumps(entry.to_row(), sort_keys=True, ensure_ascii=False)
                 for _, entry in sorted(merged.items())
             ]
-            atomic_write_text(self.quarantine_path, "".join(line + "\n" for line in lines))
+            text = "".join(line + "\n" for line in lines)
+            atomic_write_text(self.quarantine_path, text, skip_if_same=True)
 
     # -- housekeeping ------------------------------------------------------------------------
     def sweep(self) -> int:

@@ -39,7 +39,7 @@ def records_to_table(kind: str, records: Sequence[Record]) -> pa.Table:
 def write_table(path: str | Path, table: pa.Table) -> Path:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue(), skip_if_same=True)
 
 
 def read_records(path: str | Path, kind: str) -> list[Record]:
