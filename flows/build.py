@@ -132,7 +132,9 @@ def manifest_task(store: BuildStore, parts: dict[str, list[str]], styles: list[S
 def resolve_config(config: dict[str, Any] | None, config_path: str | None) -> BuildConfig:
     if config_path:
         return BuildConfig.from_yaml(config_path)
-    return BuildConfig.model_validate(config or {})
+    if config is None:
+        return BuildConfig.demo()
+    return BuildConfig.model_validate(config)
 
 
 @flow(name="build_dataset")

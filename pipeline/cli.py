@@ -73,6 +73,36 @@ def build(
     _summarise(Path(manifest))
 
 
+@app.command()
+def textures() -> None:
+    """List the texture library: style images, sources and licenses."""
+    from rich.table import Table
+
+    from pipeline.stylize.library import load_texture_library
+
+    library = load_texture_library()
+    table = Table("texture", "style images", "license")
+    table.add_column("source", max_width=60, no_wrap=True, overflow="ellipsis")
+    for name in library.names():
+        texture = library.texture(name)
+        styles = library.styles([name])
+        table.add_row(name, ", ".join(s.style_id for s in styles), texture.license, texture.source)
+    Console().print(table)
+
+
+@app.command()
+def samples() -> None:
+    """List the built-in sample photos and their labels."""
+    from rich.table import Table
+
+    from pipeline.sources.samples import SAMPLES
+
+    table = Table("name", "ImageNet label", "license", "note")
+    for sample in SAMPLES.values():
+        table.add_row(sample.name, sample.label or "(unlabelled)", sample.license, sample.note)
+    Console().print(table)
+
+
 def _summarise(manifest: Path) -> None:
     import pyarrow.parquet as pq
 

@@ -103,7 +103,9 @@ class BuildConfig(StageConfig):
 
     @classmethod
     def demo(cls) -> BuildConfig:
-        return cls()
+        """The offline demo: every built-in photo, whole-image concepts plus a few parts."""
+        concepts = ["background", "object", "wheel", "helmet", "cup"]
+        return cls(segment=SegmentConfig(concepts=concepts))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> BuildConfig:

@@ -132,7 +132,7 @@ def encode_png(array: np.ndarray) -> bytes:
     else:
         image = Image.fromarray(array)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    image.save(buffer, format="PNG", optimize=False, compress_level=3)
     return buffer.getvalue()
 
 

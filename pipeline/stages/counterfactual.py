@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -53,17 +54,27 @@ def plan(
         for record in by_image.get(mask.image_id, []):
             cf_id = stable_key(mask.mask_id, record.stylized_id, config.model_dump(), length=32)
             planned.append(Planned(cf_id, image_by_id[mask.image_id], mask, record))
-    return sorted(planned, key=lambda p: p.cf_id)
+    # grouped by image, then style image: each file is read once while its group is rendered
+    return sorted(planned, key=lambda p: (p.image.image_id, p.stylized.stylized_id, p.cf_id))
 
 
-def render(store: BuildStore, item: Planned, config: TransformConfig) -> np.ndarray:
-    return composite(
-        store.load_image(item.image.path),
-        store.load_image(item.stylized.path),
-        store.load_mask(item.mask.path),
-        blend=config.blend,
-        feather=config.feather,
-    )
+class Renderer:
+    """Composites planned counterfactuals, keeping the few most recent decoded files in memory."""
+
+    def __init__(self, store: BuildStore, config: TransformConfig, cache_size: int = 16) -> None:
+        self.store = store
+        self.config = config
+        self._image = lru_cache(maxsize=cache_size)(store.load_image)
+        self._mask = lru_cache(maxsize=cache_size)(store.load_mask)
+
+    def __call__(self, item: Planned) -> np.ndarray:
+        return composite(
+            self._image(item.image.path),
+            self._image(item.stylized.path),
+            self._mask(item.mask.path),
+            blend=self.config.blend,
+            feather=self.config.feather,
+        )
 
 
 def _batches(items: Sequence[Planned], size: int) -> Iterator[Sequence[Planned]]:
@@ -93,9 +104,10 @@ def counterfactual_shard(
     if store.has_part("counterfactuals", key):
         done = [c for c in store.read_part("counterfactuals", key) if isinstance(c, Counterfactual)]
         by_id = {p.cf_id: p for p in planned}
+        render = Renderer(store, transform)
         for record in done:  # re-create only files that went missing
             if not store.exists(record.path):
-                store.save_png(record.path, render(store, by_id[record.cf_id], transform))
+                store.save_png(record.path, render(by_id[record.cf_id]))
         return key, done
     if not planned:
         store.write_part("counterfactuals", key, [])
@@ -111,11 +123,12 @@ def counterfactual_shard(
         )
     )
     records: list[Counterfactual] = []
+    render = Renderer(store, transform)
     for batch in _batches(planned, classifier_config.batch_size):
         pixels = []
         for item in batch:
             relpath = store.relpath("counterfactuals", item.cf_id)
-            pixels.append(render(store, item, transform))
+            pixels.append(render(item))
             if not store.exists(relpath):
                 store.save_png(relpath, pixels[-1])
         cf_probs = classifier.predict_proba(pixels)
