@@ -68,8 +68,12 @@ def test_build_writes_manifest_files_and_provenance(built: Path) -> None:
 
 def test_counterfactual_differs_from_the_original_inside_the_mask_only(built: Path) -> None:
     row = pq.read_table(built / "manifest.parquet").to_pylist()[0]
-    masks = {m["mask_id"]: m for m in pq.read_table(built / "manifests" / "masks.parquet").to_pylist()}
-    images = {i["image_id"]: i for i in pq.read_table(built / "manifests" / "images.parquet").to_pylist()}
+    masks = {
+        m["mask_id"]: m for m in pq.read_table(built / "manifests" / "masks.parquet").to_pylist()
+    }
+    images = {
+        i["image_id"]: i for i in pq.read_table(built / "manifests" / "images.parquet").to_pylist()
+    }
     original = np.asarray(Image.open(built / images[row["image_id"]]["path"]))
     counterfactual = np.asarray(Image.open(built / row["path"]))
     mask = np.asarray(Image.open(built / masks[row["mask_id"]]["path"]).convert("L")) > 127
@@ -127,7 +131,8 @@ def test_bad_files_are_quarantined_and_good_ones_built(tmp_path: Path) -> None:
     }
     build_dataset(config=config, out=str(tmp_path / "build"))
     quarantine = [
-        yaml.safe_load(line) for line in (tmp_path / "build" / "quarantine.jsonl").read_text().splitlines()
+        yaml.safe_load(line)
+        for line in (tmp_path / "build" / "quarantine.jsonl").read_text().splitlines()
     ]
     reasons = {Path(q["uri"]).name: q["reason"] for q in quarantine}
     assert set(reasons) == {"truncated.jpg", "text.jpg"}

@@ -18,7 +18,9 @@ def test_demo_defaults_are_the_offline_profile() -> None:
 
 def test_yaml_round_trip(tmp_path) -> None:
     path = tmp_path / "build.yaml"
-    config = BuildConfig.model_validate({"name": "cars", "seed": 7, "stylize": {"textures": ["snow"]}})
+    config = BuildConfig.model_validate(
+        {"name": "cars", "seed": 7, "stylize": {"textures": ["snow"]}}
+    )
     path.write_text(config.to_yaml())
     assert BuildConfig.from_yaml(path) == config
 
@@ -34,7 +36,7 @@ def test_unknown_key_is_an_error_naming_the_file(tmp_path) -> None:
 def test_folder_source_needs_a_path(tmp_path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("source:\n  kind: folder\n")
-    with pytest.raises(ConfigError, match="source.path"):
+    with pytest.raises(ConfigError, match=r"source\.path"):
         BuildConfig.from_yaml(path)
 
 

@@ -12,7 +12,9 @@ from pipeline.store.manifest import table_digest
 
 
 def mask_record(mask_id: str, concept: str = "background") -> ConceptMask:
-    return ConceptMask(mask_id, "ab" * 32, concept, 0.5, 0.25, "cam:x", f"masks/{mask_id[:2]}/{mask_id}.png")
+    return ConceptMask(
+        mask_id, "ab" * 32, concept, 0.5, 0.25, "cam:x", f"masks/{mask_id[:2]}/{mask_id}.png"
+    )
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path) -> None:

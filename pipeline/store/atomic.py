@@ -16,9 +16,9 @@ TEMP_PREFIX = ".tmp-"
 def atomic_write_bytes(path: str | Path, data: bytes, skip_if_same: bool = False) -> Path:
     """Write `data` to `path` atomically; with `skip_if_same`, leave an identical file alone."""
     path = Path(path)
-    if skip_if_same and path.is_file() and path.stat().st_size == len(data):
-        if path.read_bytes() == data:
-            return path
+    same_size = skip_if_same and path.is_file() and path.stat().st_size == len(data)
+    if same_size and path.read_bytes() == data:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
