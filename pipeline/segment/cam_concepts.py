@@ -1,0 +1,65 @@
+"""The concepts the `cam` segmenter can find, and the ImageNet classes that name each one.
+
+`object` and `background` are found for every image (class activation map of the image's class,
+refined with GrabCut). Every other concept is a *thing or part inside the image* that ImageNet-1k
+has a class for: the segmenter classifies sliding crops and maps where p(concept) is high, where
+p(concept) is the summed probability of the classes listed here.
+
+The table only lists concepts that ImageNet classes really name. There is no `person`, `face`,
+`sky`, `grass`, `tree`, `road`, `window` or `tire` class in ImageNet-1k, so those are not offered
+(`window_screen` is a fly screen, `window_shade` a blind). Known gaps, measured:
+
+* `wheel` is `car_wheel` only. Tight crops of motorcycle wheels are classified `moped` or
+  `disk_brake`, not `car_wheel`, so `wheel` does not find motorcycle or bicycle wheels.
+* `sunglass` (n04355933) is WordNet's burning glass, but its ImageNet images are mostly eyewear,
+  so it is pooled with `sunglasses`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+OBJECT = "object"
+BACKGROUND = "background"
+WHOLE_IMAGE_CONCEPTS: tuple[str, ...] = (OBJECT, BACKGROUND)
+
+# concept → ImageNet-1k short class names (see `pipeline.classify.imagenet.class_names`).
+CAM_CONCEPT_CLASSES: dict[str, tuple[str, ...]] = {
+    # vehicle parts
+    "wheel": ("car_wheel",),
+    "grille": ("grille",),
+    "car_mirror": ("car_mirror",),
+    # worn things
+    "helmet": ("crash_helmet", "football_helmet"),
+    "hat": ("cowboy_hat", "sombrero"),
+    "tie": ("Windsor_tie", "bow_tie"),
+    "sunglasses": ("sunglasses", "sunglass"),
+    "necklace": ("necklace",),
+    "backpack": ("backpack",),
+    "jersey": ("jersey",),
+    "shoe": ("running_shoe", "Loafer", "clog", "sandal", "cowboy_boot"),
+    # tableware
+    "cup": ("cup", "coffee_mug"),
+    "bottle": ("beer_bottle", "wine_bottle", "water_bottle", "pop_bottle", "pill_bottle"),
+    "bowl": ("mixing_bowl", "soup_bowl"),
+    # furniture and street things
+    "clock": ("analog_clock", "wall_clock", "digital_clock"),
+    "chair": ("folding_chair", "rocking_chair", "barber_chair"),
+    "umbrella": ("umbrella",),
+    "street_sign": ("street_sign",),
+    "traffic_light": ("traffic_light",),
+    "keyboard": ("computer_keyboard",),
+}
+
+
+def supported_concepts() -> tuple[str, ...]:
+    """Every concept name `CamSegmenter` accepts, whole-image ones first."""
+    return WHOLE_IMAGE_CONCEPTS + tuple(sorted(CAM_CONCEPT_CLASSES))
+
+
+@cache
+def concept_class_indices(concept: str) -> tuple[int, ...]:
+    """ImageNet class indices of a part/thing concept (KeyError for unknown concepts)."""
+    from pipeline.classify.imagenet import class_index
+
+    return tuple(class_index(name) for name in CAM_CONCEPT_CLASSES[concept])
