@@ -1,0 +1,138 @@
+"""Edit evaluation metrics as pure functions of per-image correctness / predictions.
+
+Inputs are array-likes (numpy, torch, lists) of booleans or class indices, one entry per image,
+aligned across pre- and post-edit. Rates are returned as :class:`Rate` (counts kept, so that
+confidence intervals can be computed later); a rate over zero images is NaN, never 0, since
+"nothing to measure" must not read as "complete failure".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def _bool(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.dtype != np.bool_:
+        if not np.isin(array, (0, 1)).all():
+            raise ValueError("expected booleans (or 0/1)")
+        array = array.astype(bool)
+    return array.reshape(-1)
+
+
+def _labels(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _same_length(*arrays: np.ndarray) -> None:
+    if len({array.shape[0] for array in arrays}) > 1:
+        raise ValueError(f"arrays differ in length: {[array.shape[0] for array in arrays]}")
+
+
+def predictions(logits_or_predictions: Any) -> np.ndarray:
+    """Top-1 class per image: argmax over the last axis of ``(N, K)`` logits, or ``(N,)`` as is."""
+    array = _labels(logits_or_predictions)
+    return array.argmax(-1) if array.ndim == 2 else array.reshape(-1)
+
+
+def correct(logits_or_predictions: Any, labels: Any) -> np.ndarray:
+    """Boolean ``(N,)``: top-1 prediction equals the label."""
+    preds, labels = predictions(logits_or_predictions), _labels(labels).reshape(-1)
+    _same_length(preds, labels)
+    return preds == labels
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``successes`` out of ``total``; ``fraction`` / ``percent`` are NaN when ``total == 0``."""
+
+    successes: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.successes / self.total if self.total else math.nan
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.fraction
+
+
+def count_errors(clean_correct: Any, transformed_correct: Any) -> int:
+    """E: transformed images misclassified among those whose clean image is classified correctly.
+
+    Restricting to correctly classified clean images isolates errors caused by the
+    transformation (the concept's new texture) from errors the model makes anyway.
+    """
+    clean, transformed = _bool(clean_correct), _bool(transformed_correct)
+    _same_length(clean, transformed)
+    return int((clean & ~transformed).sum())
+
+
+def errors_corrected(
+    clean_correct_pre: Any,
+    transformed_correct_pre: Any,
+    transformed_correct_post: Any,
+    clean_correct_post: Any | None = None,
+) -> float:
+    """``100·(E_pre − E_post)/E_pre`` in percent; NaN when ``E_pre = 0`` (nothing to correct).
+
+    By default both counts use the pre-edit set of correctly classified clean images, so the
+    same images are compared before and after. Pass ``clean_correct_post`` to count ``E_post``
+    over the post-edit model's own set instead. Negative values mean the edit added errors.
+    """
+    e_pre = count_errors(clean_correct_pre, transformed_correct_pre)
+    subset = clean_correct_pre if clean_correct_post is None else clean_correct_post
+    e_post = count_errors(subset, transformed_correct_post)
+    if e_pre == 0:
+        return math.nan
+    return 100.0 * (e_pre - e_post) / e_pre
+
+
+def accuracy(correct_flags: Any) -> float:
+    """Share of ``True`` in percent (NaN for no images)."""
+    flags = _bool(correct_flags)
+    return 100.0 * float(flags.mean()) if flags.size else math.nan
+
+
+def clean_accuracy_drop(correct_pre: Any, correct_post: Any) -> float:
+    """Clean accuracy before minus after, in percentage points (positive = the edit hurt)."""
+    pre, post = _bool(correct_pre), _bool(correct_post)
+    _same_length(pre, post)
+    return accuracy(pre) - accuracy(post)
+
+
+def fixed_rate(correct_pre: Any, correct_post: Any, include: Any | None = None) -> Rate:
+    """Among images misclassified before (and in ``include``), how many are correct after."""
+    pre, post = _bool(correct_pre), _bool(correct_post)
+    _same_length(pre, post)
+    wrong = ~pre if include is None else ~pre & _bool(include)
+    return Rate(int((wrong & post).sum()), int(wrong.sum()))
+
+
+def success_rate(exemplar_correct_pre: Any, exemplar_correct_post: Any) -> Rate:
+    """SR: share of the (transformed) exemplars that were misclassified and are fixed."""
+    return fixed_rate(exemplar_correct_pre, exemplar_correct_post)
+
+
+def generalization_rate(group_correct_pre: Any, group_correct_post: Any, is_exemplar: Any) -> Rate:
+    """GR: share of the rest of the group (exemplars excluded) misclassified before, fixed after."""
+    return fixed_rate(group_correct_pre, group_correct_post, include=~_bool(is_exemplar))
+
+
+def locality_rate(predictions_pre: Any, predictions_post: Any) -> Rate:
+    """LR: share of a locality set (images the edit should not affect) whose top-1 is unchanged.
+
+    Accepts ``(N,)`` class indices or ``(N, K)`` logits.
+    """
+    pre, post = predictions(predictions_pre), predictions(predictions_post)
+    _same_length(pre, post)
+    return Rate(int((pre == post).sum()), int(pre.shape[0]))
