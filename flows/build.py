@@ -75,7 +75,7 @@ def segment_task(
         images,
         config.segment,
         segmenter_fingerprint(config.segment, config.classifier),
-        lambda: load_segmenter(config.segment, config.classifier),
+        lambda: load_segmenter(config.segment, config.classifier, config.image.max_side),
     )
 
 

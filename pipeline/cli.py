@@ -91,6 +91,21 @@ def textures() -> None:
 
 
 @app.command()
+def concepts(
+    build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
+) -> None:
+    """Per-concept statistics of a build: images, kept and rejected masks, areas, scores."""
+    from pipeline.segment.stats import concept_stats, format_concept_stats
+
+    try:
+        rows = concept_stats(build_dir)
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    Console().print(format_concept_stats(rows, title=str(build_dir)))
+
+
+@app.command()
 def samples() -> None:
     """List the built-in sample photos and their labels."""
     from rich.table import Table

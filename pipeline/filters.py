@@ -35,11 +35,18 @@ def clean_correct(label: int | None, clean_pred: int, names: list[str]) -> Verdi
     )
 
 
-def concept_valid(concept: str) -> Verdict:
-    """Transforming the labelled object itself changes what the image shows, so it is invalid."""
-    if concept == "object":
-        return Verdict(False, "the concept is the labelled object itself")
-    return Verdict(True, f"{concept} is not the labelled object")
+def concept_valid(concept: str, reference: int, names: list[str]) -> Verdict:
+    """Whether re-texturing `concept` keeps the reference class true (the validity table).
+
+    The table covers ImageNet-1k; for a classifier with other classes only `object` (always
+    invalid) and `background` (always valid) are judged, other concepts pass.
+    """
+    if len(names) != 1000 and concept not in ("object", "background"):
+        return Verdict(True, f"no validity table for this label space; {concept} assumed valid")
+    from pipeline.segment.validity import is_valid
+
+    ok, reason = is_valid(concept, reference if len(names) == 1000 else 0)
+    return Verdict(ok, reason)
 
 
 def mask_quality(kept: bool, reject_reason: str | None) -> Verdict:
@@ -71,7 +78,7 @@ def judge(
     reference = reference_class(label, clean_pred)
     verdicts = {
         "clean_correct": clean_correct(label, clean_pred, names),
-        "concept_valid": concept_valid(concept),
+        "concept_valid": concept_valid(concept, reference, names),
         "mask_quality": mask_quality(mask_kept, mask_reason),
         "changed": prediction_changed(reference, cf_pred, names),
     }

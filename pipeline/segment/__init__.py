@@ -17,6 +17,27 @@ def _cam(**options: Any) -> Segmenter:
     return CamSegmenter(**options)
 
 
+@segmenters.register("torchvision-maskrcnn")
+def _torchvision_maskrcnn(**options: Any) -> Segmenter:
+    from pipeline.segment.torchvision_maskrcnn import TorchvisionMaskRCNNSegmenter
+
+    return TorchvisionMaskRCNNSegmenter(**options)
+
+
+@segmenters.register("detectron2")
+def _detectron2(**options: Any) -> Segmenter:
+    from pipeline.segment.detectron2_backend import Detectron2Segmenter
+
+    return Detectron2Segmenter(**options)
+
+
+@segmenters.register("annotations")
+def _annotations(**options: Any) -> Segmenter:
+    from pipeline.segment.annotations import AnnotationsSegmenter
+
+    return AnnotationsSegmenter(**options)
+
+
 def create_segmenter(backend: str, **options: Any) -> Segmenter:
     return segmenters.create(backend, **options)
 

@@ -38,8 +38,31 @@ def classifier_fingerprint(config: ClassifierConfig) -> str:
     return f"{config.name}@{digest}" + (f"({stable_key(options, length=8)})" if options else "")
 
 
+ANNOTATION_FILE_OPTIONS = ("coco_json", "mask_dir", "hf_dataset")
+
+
+def _input_files_digest(value: Any) -> str:
+    """Digest of annotation inputs (files or folders), so edited annotations invalidate masks."""
+    paths = [value] if isinstance(value, str) else list(value or [])
+    digests = []
+    for raw in paths:
+        path = Path(str(raw))
+        if path.is_file():
+            digests.append(weights_digest(path))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            listing = [(str(p.relative_to(path)), weights_digest(p)) for p in files]
+            digests.append(stable_key(listing))
+        else:
+            digests.append(str(raw))
+    return stable_key(digests, length=16)
+
+
 def segmenter_fingerprint(config: SegmentConfig, classifier: ClassifierConfig) -> str:
     options = dict(config.options)
+    for name in ANNOTATION_FILE_OPTIONS:
+        if config.backend == "annotations" and options.get(name):
+            options[f"{name}_digest"] = _input_files_digest(options[name])
     if config.backend == "cam":
         name = options.pop("classifier", classifier.name)
         options["classifier"] = classifier_fingerprint(ClassifierConfig(name=name))
@@ -67,9 +90,13 @@ def _segmenter(backend: str, options_json: str, classifier_obj: Classifier | Non
     return create_segmenter(backend, **options)
 
 
-def load_segmenter(config: SegmentConfig, classifier: ClassifierConfig) -> Segmenter:
+def load_segmenter(
+    config: SegmentConfig, classifier: ClassifierConfig, max_side: int = 384
+) -> Segmenter:
     """One segmenter per config per process; `cam` shares the build's loaded classifier."""
     options: dict[str, Any] = {"concepts": list(config.concepts), **config.options}
+    if config.backend == "annotations":
+        options.setdefault("max_side", max_side)  # it matches images resized as the build does
     shared: Classifier | None = None
     if config.backend == "cam":
         options.setdefault("classifier", classifier.name)
