@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 import flows  # noqa: F401  (Prefect defaults)
 from pipeline import progress
-from pipeline.build_info import write_build_yaml
+from pipeline.build_info import write_build_yaml, write_concept_stats
 from pipeline.config import BuildConfig
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, StyleImage, Stylized
 from pipeline.sources import Source, SourceRef, create_source
@@ -126,6 +126,7 @@ def manifest_task(store: BuildStore, parts: dict[str, list[str]], styles: list[S
         store.consolidate(kind, keys)
     store.write_part("styles", "library", styles)
     store.consolidate("styles", ["library"])
+    write_concept_stats(store)
     return str(store.manifest_path("counterfactuals"))
 
 

@@ -67,3 +67,14 @@ def resolved(config: BuildConfig, styles: list[StyleImage]) -> dict[str, Any]:
 def write_build_yaml(store: BuildStore, config: BuildConfig, styles: list[StyleImage]) -> None:
     text = yaml.safe_dump(resolved(config, styles), sort_keys=False, allow_unicode=True)
     atomic_write_text(store.root / "build.yaml", text, skip_if_same=True)
+
+
+def write_concept_stats(store: BuildStore) -> None:
+    """Per-concept statistics of the masks (images, kept, rejected by rule, areas, scores)."""
+    import json
+
+    from pipeline.segment.stats import concept_stats
+
+    rows = concept_stats(store.manifest_path("masks"))
+    text = json.dumps(rows, indent=2, sort_keys=True, default=float) + "\n"
+    atomic_write_text(store.root / "concept_stats.json", text, skip_if_same=True)

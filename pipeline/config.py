@@ -54,6 +54,9 @@ class SegmentConfig(StageConfig):
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
     min_area: float = Field(default=0.02, ge=0.0, le=1.0)
     max_area: float = Field(default=0.95, ge=0.0, le=1.0)
+    dilation: int = Field(default=0, ge=0)  # grow every mask by this many pixels
+    # instances of one concept in one image are always merged (union, max score): the build
+    # keeps one mask per (image, concept)
 
 
 class StylizeConfig(StageConfig):

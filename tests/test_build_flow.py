@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,8 @@ def test_build_writes_manifest_files_and_provenance(built: Path) -> None:
     assert build["resolved"]["classifier"].startswith("timm:tf_efficientnet_lite0@")
     assert {s["style_id"] for s in build["resolved"]["styles"]} == {"snow/0", "wood/0"}
     assert (built / "quarantine.jsonl").read_text() == ""
+    stats = {row["concept"]: row for row in json.loads((built / "concept_stats.json").read_text())}
+    assert sum(row["kept"] for row in stats.values()) == len(kept_masks)
 
 
 def test_counterfactual_differs_from_the_original_inside_the_mask_only(built: Path) -> None:

@@ -10,6 +10,7 @@ from pipeline.config import SegmentConfig
 from pipeline.hashing import stable_key
 from pipeline.records import ConceptMask, SourceImage
 from pipeline.segment import Segmenter
+from pipeline.segment.quality import dilate_mask, merge_instances
 from pipeline.store import BuildStore
 
 CODE_VERSION = "segment-v1"
@@ -49,8 +50,8 @@ def segment_shard(
         pixels = [store.load_image(image.path) for image in batch]
         found = segmenter.segment(pixels, [image.label for image in batch])
         for image, detections in zip(batch, found, strict=True):
-            for detection in sorted(detections, key=lambda d: d.concept):
-                mask = np.asarray(detection.mask, dtype=bool)
+            for detection in sorted(merge_instances(detections), key=lambda d: d.concept):
+                mask = dilate_mask(np.asarray(detection.mask, dtype=bool), config.dilation)
                 area = float(mask.mean())
                 mask_id = stable_key(image.image_id, detection.concept, fingerprint, length=32)
                 relpath = store.relpath("masks", mask_id)

@@ -17,6 +17,20 @@ def _texture(**options: Any) -> Stylizer:
     return TextureStylizer(**options)
 
 
+@stylizers.register("adain")
+def _adain(**options: Any) -> Stylizer:
+    from pipeline.stylize.adain import AdaINStylizer
+
+    return AdaINStylizer(**options)
+
+
+@stylizers.register("gatys")
+def _gatys(**options: Any) -> Stylizer:
+    from pipeline.stylize.gatys import GatysStylizer
+
+    return GatysStylizer(**options)
+
+
 def create_stylizer(backend: str, **options: Any) -> Stylizer:
     return stylizers.create(backend, **options)
 
