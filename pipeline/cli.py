@@ -74,13 +74,23 @@ def build(
 
 
 @app.command()
-def textures() -> None:
+def textures(
+    preview: Annotated[
+        Path | None,
+        typer.Option("--preview", help="Write a contact sheet PNG of every texture here."),
+    ] = None,
+) -> None:
     """List the texture library: style images, sources and licenses."""
     from rich.table import Table
 
     from pipeline.stylize.library import load_texture_library
 
     library = load_texture_library()
+    if preview is not None:
+        from pipeline.stylize.preview import contact_sheet
+
+        contact_sheet(library, preview)
+        console.print(f"[green]wrote[/green] {preview}")
     table = Table("texture", "style images", "license")
     table.add_column("source", max_width=60, no_wrap=True, overflow="ellipsis")
     for name in library.names():

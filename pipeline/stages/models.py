@@ -38,31 +38,40 @@ def classifier_fingerprint(config: ClassifierConfig) -> str:
     return f"{config.name}@{digest}" + (f"({stable_key(options, length=8)})" if options else "")
 
 
-ANNOTATION_FILE_OPTIONS = ("coco_json", "mask_dir", "hf_dataset")
+def _input_files_digest(value: Any) -> str | None:
+    """Digest of the files an option names (a path, a folder or a list of paths), else None.
 
-
-def _input_files_digest(value: Any) -> str:
-    """Digest of annotation inputs (files or folders), so edited annotations invalidate masks."""
-    paths = [value] if isinstance(value, str) else list(value or [])
+    Backend options that point at files (weights, annotation JSON, mask folders) are part of a
+    backend's fingerprint by content, so replacing a file under the same name invalidates the
+    stages that used it.
+    """
+    raw = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    paths = [Path(str(item)).expanduser() for item in raw if isinstance(item, str)]
+    if not paths or not all(path.exists() for path in paths):
+        return None
     digests = []
-    for raw in paths:
-        path = Path(str(raw))
+    for path in paths:
         if path.is_file():
             digests.append(weights_digest(path))
-        elif path.is_dir():
+        else:
             files = sorted(p for p in path.rglob("*") if p.is_file())
             listing = [(str(p.relative_to(path)), weights_digest(p)) for p in files]
             digests.append(stable_key(listing))
-        else:
-            digests.append(str(raw))
     return stable_key(digests, length=16)
 
 
+def with_file_digests(options: dict[str, Any]) -> dict[str, Any]:
+    """Options plus `<name>_digest` for every option that names existing files."""
+    digested = dict(options)
+    for name, value in options.items():
+        digest = _input_files_digest(value)
+        if digest is not None:
+            digested[f"{name}_digest"] = digest
+    return digested
+
+
 def segmenter_fingerprint(config: SegmentConfig, classifier: ClassifierConfig) -> str:
-    options = dict(config.options)
-    for name in ANNOTATION_FILE_OPTIONS:
-        if config.backend == "annotations" and options.get(name):
-            options[f"{name}_digest"] = _input_files_digest(options[name])
+    options = with_file_digests(dict(config.options))
     if config.backend == "cam":
         name = options.pop("classifier", classifier.name)
         options["classifier"] = classifier_fingerprint(ClassifierConfig(name=name))
@@ -70,7 +79,7 @@ def segmenter_fingerprint(config: SegmentConfig, classifier: ClassifierConfig) -
 
 
 def stylizer_fingerprint(config: StylizeConfig) -> str:
-    return f"{config.backend}:{stable_key(config.options, length=12)}"
+    return f"{config.backend}:{stable_key(with_file_digests(config.options), length=12)}"
 
 
 def _json(options: dict[str, Any]) -> str:
