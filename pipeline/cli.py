@@ -101,6 +101,27 @@ def textures(
 
 
 @app.command()
+def audit(
+    build_dir: Annotated[Path, typer.Option("--build", "-b", help="A build directory.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Classifier, e.g. timm:tf_efficientnet_lite2; repeat."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the control masks.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Counterfactual sensitivity report of one or more classifiers (BUILD/report/index.html)."""
+    from flows.audit import audit_model
+
+    if not (build_dir / "manifest.parquet").is_file():
+        console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
+        raise typer.Exit(2)
+    report = audit_model(str(build_dir), model or None, seed=seed, device=device)
+    console.print(f"[green]report[/green] {report}")
+    typer.echo(report)
+
+
+@app.command()
 def concepts(
     build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
 ) -> None:

@@ -1,0 +1,377 @@
+"""Counterfactual sensitivity of a classifier: predictions on every counterfactual and its control.
+
+`audit` classifies, for each counterfactual row of a build, the clean image, the counterfactual
+(its PNG) and an area-matched random-mask control rendered on the fly with the same stylized
+image (`pipeline.report.controls`). Predictions are cached per (build, classifier id) in
+`BUILD/report/<slug>/predictions.parquet`; a second audit with the same model (and seed)
+classifies only counterfactuals it has not seen.
+
+`summarize` turns predictions into per-group statistics; `docs/audit.md` defines every column.
+The reference class of a row is its label, or the clean prediction when the image is unlabelled
+(label-free mode: accuracy columns are NaN, flip rates and probability changes remain).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from pipeline import progress
+from pipeline.classify import Classifier
+from pipeline.report.controls import Placement, control_mask, overlap_fraction
+from pipeline.report.stats import Estimate, diff_proportions, mean_interval, wilson
+from pipeline.store import BuildStore
+from pipeline.store.manifest import write_table
+from pipeline.transform import composite
+
+PREDICTIONS_VERSION = "audit-v1"
+PREDICTIONS_FILE = "predictions.parquet"
+_META_KEY = b"conceptswap.audit"
+GROUP_KEYS = ("class", "concept", "texture")
+
+PREDICTION_COLUMNS = [
+    "cf_id", "image_id", "mask_id", "stylized_id", "concept", "texture", "style_image", "blend",
+    "area_frac", "kept", "label", "reference", "reference_name",
+    "clean_pred", "clean_pred_name", "clean_pred_prob", "clean_ref_prob",
+    "cf_pred", "cf_pred_name", "cf_pred_prob", "cf_ref_prob",
+    "ctrl_pred", "ctrl_pred_name", "ctrl_pred_prob", "ctrl_ref_prob", "control_overlap",
+    "image_path", "mask_path", "stylized_path", "cf_path", "classifier_id", "seed", "placement",
+]  # fmt: skip
+
+
+def classifier_slug(classifier_id: str) -> str:
+    """A folder name for a classifier id: `timm:tf_efficientnet_lite0@ab12` → `timm-tf_...-ab12`."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", classifier_id).strip("-.") or "classifier"
+
+
+def report_root(build_dir: str | Path) -> Path:
+    return Path(build_dir).resolve() / "report"
+
+
+def model_dir(build_dir: str | Path, classifier_id: str) -> Path:
+    return report_root(build_dir) / classifier_slug(classifier_id)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def build_feather(store: BuildStore) -> float:
+    """The build's mask feathering (from `build.yaml`), so controls are rendered like the cfs."""
+    path = store.root / "build.yaml"
+    if not path.is_file():
+        return 0.0
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return float((config.get("transform") or {}).get("feather", 0.0))
+
+
+def counterfactual_rows(store: BuildStore) -> pd.DataFrame:
+    """The counterfactual manifest joined with the paths of its image, mask and stylized image."""
+    manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
+    if manifest.empty:
+        return manifest
+    paths = {
+        "images": ("image_id", "image_path"),
+        "masks": ("mask_id", "mask_path"),
+        "stylized": ("stylized_id", "stylized_path"),
+    }
+    rows = manifest.rename(columns={"path": "cf_path"})
+    for kind, (key, column) in paths.items():
+        table = pd.read_parquet(store.manifest_path(kind), columns=[key, "path"])
+        rows = rows.merge(table.rename(columns={"path": column}), on=key, how="left")
+        missing = rows[column].isna()
+        if missing.any():
+            raise ValueError(
+                f"{store.root}: {int(missing.sum())} counterfactuals name a {key} missing from "
+                f"manifests/{kind}.parquet; rebuild the manifests"
+            )
+    return rows.sort_values("cf_id", kind="stable").reset_index(drop=True)
+
+
+def _label(value: Any) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return int(value)
+
+
+def _batches(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size]
+
+
+# -- the cache ---------------------------------------------------------------------------------
+def _read_cache(path: Path, meta: dict[str, Any]) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    table = pq.read_table(path)
+    stored = (table.schema.metadata or {}).get(_META_KEY)
+    if stored is None or json.loads(stored) != meta:
+        return None
+    return table.to_pandas()
+
+
+def _write_cache(path: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), _META_KEY: json.dumps(meta, sort_keys=True)}
+    write_table(path, table.replace_schema_metadata(metadata))
+
+
+def load_predictions(build_dir: str | Path, classifier_id: str) -> pd.DataFrame:
+    """The cached predictions of one classifier on a build (as `audit` returned them)."""
+    path = model_dir(build_dir, classifier_id) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no audit of {classifier_id} in {build_dir}: {path} is missing")
+    return pd.read_parquet(path)
+
+
+# -- the audit ---------------------------------------------------------------------------------
+def _clean_predictions(
+    store: BuildStore, todo: pd.DataFrame, classifier: Classifier, batch_size: int
+) -> dict[str, tuple[int, float, int, float]]:
+    """image_id -> (clean prediction, its probability, reference class, reference probability)."""
+    images = todo.drop_duplicates("image_id")
+    clean: dict[str, tuple[int, float, int, float]] = {}
+    for batch in _batches(images, batch_size):
+        probs = classifier.predict_proba([store.load_image(p) for p in batch["image_path"]])
+        for image_id, label, row in zip(batch["image_id"], batch["label"], probs, strict=True):
+            pred = int(np.argmax(row))
+            reference = _label(label)
+            reference = pred if reference is None else reference
+            clean[image_id] = (pred, float(row[pred]), reference, float(row[reference]))
+    return clean
+
+
+def _predict_rows(
+    store: BuildStore,
+    todo: pd.DataFrame,
+    classifier: Classifier,
+    meta: dict[str, Any],
+    batch_size: int,
+) -> pd.DataFrame:
+    """Classify the clean image, counterfactual and control of each row of `todo`, streamed.
+
+    Rows come sorted by image and mask, so each image and each control mask is made once.
+    """
+    names = list(classifier.class_names)
+    seed, placement, feather = meta["seed"], meta["placement"], meta["feather"]
+    clean = _clean_predictions(store, todo, classifier, batch_size)
+    fresh: list[dict[str, Any]] = []
+    current_image: str | None = None
+    image = np.zeros((0, 0, 3), np.uint8)
+    controls: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    progress.advance("audit", 0, len(todo))
+    for batch in _batches(todo, batch_size):
+        cf_pixels, ctrl_pixels, overlaps = [], [], []
+        for row in batch.itertuples(index=False):
+            if row.image_id != current_image:
+                current_image, image, controls = row.image_id, store.load_image(row.image_path), {}
+            if row.mask_id not in controls:
+                concept = store.load_mask(row.mask_path)
+                control = control_mask(concept, seed, row.mask_id, placement)
+                controls[row.mask_id] = (concept, control, overlap_fraction(concept, control))
+            concept, control, overlap = controls[row.mask_id]
+            stylized = store.load_image(row.stylized_path)
+            if store.exists(row.cf_path):
+                cf_pixels.append(store.load_image(row.cf_path))
+            else:  # a missing file is re-rendered exactly as the build renders it
+                cf_pixels.append(composite(image, stylized, concept, row.blend, feather))
+            ctrl_pixels.append(composite(image, stylized, control, row.blend, feather))
+            overlaps.append(overlap)
+        probs = classifier.predict_proba(cf_pixels + ctrl_pixels)
+        cf_probs, ctrl_probs = probs[: len(batch)], probs[len(batch) :]
+        for row, cf_row, ctrl_row, overlap in zip(
+            batch.itertuples(index=False), cf_probs, ctrl_probs, overlaps, strict=True
+        ):
+            clean_pred, clean_prob, reference, clean_ref = clean[row.image_id]
+            cf_pred, ctrl_pred = int(np.argmax(cf_row)), int(np.argmax(ctrl_row))
+            fresh.append(
+                {
+                    "cf_id": row.cf_id,
+                    "image_id": row.image_id,
+                    "mask_id": row.mask_id,
+                    "stylized_id": row.stylized_id,
+                    "concept": row.concept,
+                    "texture": row.texture,
+                    "style_image": row.style_image,
+                    "blend": float(row.blend),
+                    "area_frac": float(row.area_frac),
+                    "kept": bool(row.kept),
+                    "label": _label(row.label),
+                    "reference": reference,
+                    "reference_name": names[reference],
+                    "clean_pred": clean_pred,
+                    "clean_pred_name": names[clean_pred],
+                    "clean_pred_prob": clean_prob,
+                    "clean_ref_prob": clean_ref,
+                    "cf_pred": cf_pred,
+                    "cf_pred_name": names[cf_pred],
+                    "cf_pred_prob": float(cf_row[cf_pred]),
+                    "cf_ref_prob": float(cf_row[reference]),
+                    "ctrl_pred": ctrl_pred,
+                    "ctrl_pred_name": names[ctrl_pred],
+                    "ctrl_pred_prob": float(ctrl_row[ctrl_pred]),
+                    "ctrl_ref_prob": float(ctrl_row[reference]),
+                    "control_overlap": overlap,
+                    "image_path": row.image_path,
+                    "mask_path": row.mask_path,
+                    "stylized_path": row.stylized_path,
+                    "cf_path": row.cf_path,
+                    "classifier_id": classifier.id,
+                    "seed": seed,
+                    "placement": placement,
+                }
+            )
+        progress.advance("audit", len(batch))
+    return pd.DataFrame(fresh, columns=PREDICTION_COLUMNS)
+
+
+def _still_valid(cached: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Cached rows still in the manifest with the same label, with the manifest's `kept` verdict.
+
+    A counterfactual's pixels are fixed by its id, but its label (hence its reference class) and
+    the build's filter verdict can change when a build is re-run with other settings.
+    """
+    current = rows.set_index("cf_id")
+    done = cached[cached["cf_id"].isin(current.index)]
+    labels = current.loc[done["cf_id"], "label"]
+    same = [_label(old) == _label(new) for old, new in zip(done["label"], labels, strict=True)]
+    done = done[np.array(same, dtype=bool)]
+    return done.assign(kept=current.loc[done["cf_id"], "kept"].astype(bool).to_numpy())
+
+
+def audit(
+    build_dir: str | Path,
+    classifier: Classifier,
+    seed: int = 0,
+    batch_size: int = 32,
+    placement: Placement = "anywhere",
+) -> pd.DataFrame:
+    """Predictions of `classifier` on every counterfactual of a build and on its control.
+
+    One row per counterfactual (sorted by `cf_id`; columns `PREDICTION_COLUMNS`). Images are
+    streamed `batch_size` counterfactuals (plus their controls) at a time. Rows already in the
+    cache for the same classifier id, seed, placement and feathering are not classified again.
+    """
+    store = BuildStore(build_dir)
+    rows = counterfactual_rows(store)
+    if rows.empty:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    meta = {
+        "version": PREDICTIONS_VERSION,
+        "classifier_id": classifier.id,
+        "seed": seed,
+        "placement": placement,
+        "feather": build_feather(store),
+    }
+    cache_path = model_dir(store.root, classifier.id) / PREDICTIONS_FILE
+    cached = _read_cache(cache_path, meta)
+    if cached is None:
+        cached = pd.DataFrame(columns=PREDICTION_COLUMNS)
+    done = _still_valid(cached, rows)
+    todo = rows[~rows["cf_id"].isin(done["cf_id"])].sort_values(["image_id", "mask_id", "cf_id"])
+    if todo.empty and len(done) == len(cached) and done["kept"].equals(cached["kept"]):
+        return done.reset_index(drop=True)
+    fresh = _predict_rows(store, todo, classifier, meta, batch_size)
+    result = pd.concat([frame for frame in (done, fresh) if len(frame)], ignore_index=True)
+    result["label"] = result["label"].astype("Int64")
+    result = result.sort_values("cf_id", kind="stable").reset_index(drop=True)
+    _write_cache(cache_path, result, meta)
+    return result
+
+
+# -- statistics --------------------------------------------------------------------------------
+def outcomes(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per-row outcomes: correctness against the label, flips against the clean prediction.
+
+    `*_correct` are NaN for unlabelled rows; `*_flip` is the prediction differing from the clean
+    prediction; `*_dprob` is the reference-class probability change from the clean image.
+    """
+    frame = predictions.copy()
+    labelled = frame["label"].notna()
+    label = frame["label"].astype("Float64")
+    frame["labelled"] = labelled
+    frame["class"] = frame["reference"].astype(int)
+    frame["class_name"] = frame["reference_name"]
+    for prefix in ("clean", "cf", "ctrl"):
+        correct = (frame[f"{prefix}_pred"].astype("Float64") == label).astype("Float64")
+        frame[f"{prefix}_correct"] = correct.where(labelled).astype(float)
+    for prefix in ("cf", "ctrl"):
+        frame[f"{prefix}_flip"] = frame[f"{prefix}_pred"] != frame["clean_pred"]
+        frame[f"{prefix}_dprob"] = frame[f"{prefix}_ref_prob"] - frame["clean_ref_prob"]
+    return frame
+
+
+def _put(out: dict[str, Any], name: str, estimate: Estimate) -> None:
+    out[name], out[f"{name}_low"], out[f"{name}_high"] = estimate
+
+
+def group_stats(group: pd.DataFrame) -> dict[str, Any]:
+    """All statistics of one group of rows from `outcomes` (see docs/audit.md)."""
+    n = len(group)
+    labelled = group[group["labelled"]]
+    n_lab = len(labelled)
+    correct = {p: int(labelled[f"{p}_correct"].sum()) for p in ("clean", "cf", "ctrl")}
+    flips = {p: int(group[f"{p}_flip"].sum()) for p in ("cf", "ctrl")}
+    out: dict[str, Any] = {"n": n, "n_labelled": n_lab, "n_images": group["image_id"].nunique()}
+    for prefix in ("clean", "cf", "ctrl"):
+        _put(out, f"{prefix}_acc", wilson(correct[prefix], n_lab))
+    for prefix in ("cf", "ctrl"):
+        drop = diff_proportions(correct["clean"], n_lab, correct[prefix], n_lab)
+        _put(out, f"{prefix}_acc_drop", drop)
+        _put(out, f"{prefix}_flip", wilson(flips[prefix], n))
+        _put(out, f"{prefix}_dprob", mean_interval(group[f"{prefix}_dprob"].to_numpy(float)))
+    # concept sensitivity = concept - control; positive: the concept's region matters more
+    _put(out, "sens_flip", diff_proportions(flips["cf"], n, flips["ctrl"], n))
+    _put(out, "sens_acc_drop", diff_proportions(correct["ctrl"], n_lab, correct["cf"], n_lab))
+    prob_drop = group["ctrl_ref_prob"].to_numpy(float) - group["cf_ref_prob"].to_numpy(float)
+    _put(out, "sens_prob_drop", mean_interval(prob_drop))
+    out["area_frac"] = float(group["area_frac"].mean()) if n else math.nan
+    out["control_overlap"] = float(group["control_overlap"].mean()) if n else math.nan
+    return out
+
+
+def summarize(
+    predictions: pd.DataFrame, by: Sequence[str] = GROUP_KEYS, kept_only: bool = False
+) -> pd.DataFrame:
+    """One row of statistics per group of `by` (any of class, concept, texture, style_image...).
+
+    `by=()` pools every row into one. `kept_only` restricts to counterfactuals the build kept.
+    Rows are sorted by the group keys; a `class` group also carries `class_name`.
+    """
+    frame = outcomes(predictions)
+    if kept_only:
+        frame = frame[frame["kept"].astype(bool)]
+    keys = list(by)
+    records = []
+    if keys:
+        for values, group in frame.groupby(keys, sort=True, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            record = dict(zip(keys, values, strict=True))
+            if "class" in keys:
+                record["class_name"] = group["class_name"].iloc[0]
+            records.append({**record, **group_stats(group)})
+    else:
+        records.append(group_stats(frame))
+    return pd.DataFrame(records)
+
+
+def sensitivity_table(predictions: pd.DataFrame, kept_only: bool = False) -> pd.DataFrame:
+    """Statistics per (class, concept, texture): the design's sensitivity table."""
+    return summarize(predictions, GROUP_KEYS, kept_only)
+
+
+def by_concept(predictions: pd.DataFrame, kept_only: bool = False) -> pd.DataFrame:
+    """Statistics per concept, pooled over classes and textures."""
+    return summarize(predictions, ("concept",), kept_only)
+
+
+def by_class(predictions: pd.DataFrame, kept_only: bool = False) -> pd.DataFrame:
+    """Statistics per reference class, pooled over concepts and textures."""
+    return summarize(predictions, ("class",), kept_only)
