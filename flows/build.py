@@ -19,6 +19,7 @@ from pipeline import progress
 from pipeline.build_info import write_build_yaml, write_concept_stats
 from pipeline.config import BuildConfig
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, StyleImage, Stylized
+from pipeline.report.build_overview import write_build_overview
 from pipeline.sources import Source, SourceRef, create_source
 from pipeline.stages.counterfactual import counterfactual_shard
 from pipeline.stages.ingest import ingest_shard
@@ -127,6 +128,7 @@ def manifest_task(store: BuildStore, parts: dict[str, list[str]], styles: list[S
     store.write_part("styles", "library", styles)
     store.consolidate("styles", ["library"])
     write_concept_stats(store)
+    write_build_overview(store.root)
     return str(store.manifest_path("counterfactuals"))
 
 

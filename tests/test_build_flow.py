@@ -67,6 +67,10 @@ def test_build_writes_manifest_files_and_provenance(built: Path) -> None:
     assert (built / "quarantine.jsonl").read_text() == ""
     stats = {row["concept"]: row for row in json.loads((built / "concept_stats.json").read_text())}
     assert sum(row["kept"] for row in stats.values()) == len(kept_masks)
+    overview = (built / "report" / "build.html").read_text()
+    panels = list((built / "report" / "build").glob("*.png"))
+    assert len(panels) == len({(r["concept"], r["texture"]) for r in rows})
+    assert all(f"build/{p.name}" in overview for p in panels)
 
 
 def test_counterfactual_differs_from_the_original_inside_the_mask_only(built: Path) -> None:
