@@ -137,6 +137,20 @@ def concepts(
 
 
 @app.command()
+def doctor() -> None:
+    """What is installed, which weights are present, and what each backend is missing."""
+    from rich.table import Table
+
+    from pipeline.doctor import run_checks
+
+    table = Table("area", "name", "ok", "detail")
+    for check in run_checks():
+        mark = "[green]yes[/green]" if check.ok else "[yellow]no[/yellow]"
+        table.add_row(check.area, check.name, mark, check.detail)
+    Console().print(table)
+
+
+@app.command()
 def samples() -> None:
     """List the built-in sample photos and their labels."""
     from rich.table import Table
