@@ -18,8 +18,30 @@ def _timm(model: str, **options: Any) -> Classifier:
     return TimmClassifier(model, **options)
 
 
+@classifiers.register("torchvision")
+def _torchvision(model: str, **options: Any) -> Classifier:
+    from pipeline.classify.torchvision_backend import TorchvisionClassifier
+
+    return TorchvisionClassifier(model, **options)
+
+
+@classifiers.register("checkpoint")
+def _checkpoint(model: str, **options: Any) -> Classifier:
+    from pipeline.classify.checkpoint_backend import CheckpointClassifier
+
+    return CheckpointClassifier(model, **options)
+
+
+@classifiers.register("open_clip")
+def _open_clip(model: str, **options: Any) -> Classifier:
+    from pipeline.classify.open_clip_backend import OpenClipClassifier
+
+    return OpenClipClassifier(model, **options)
+
+
 def create_classifier(name: str, **options: Any) -> Classifier:
-    """Build a classifier from `backend:model` (e.g. `timm:tf_efficientnet_lite0`)."""
+    """Build a classifier from `backend:model`: `timm:tf_efficientnet_lite0`,
+    `torchvision:resnet50`, `open_clip:ViT-B-32`, `checkpoint:/path/to/model.pt`."""
     backend, _, model = name.partition(":")
     if not model:
         raise ValueError(f"classifier name {name!r} must look like 'backend:model'")

