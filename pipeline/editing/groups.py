@@ -1,0 +1,164 @@
+"""Edit cases whose target is a *group* of ImageNet classes (all dogs, all birds, ...).
+
+A case for one target class needs ``n_train + 1`` or more photos of that class. A dataset with
+one photo per class (the ImageNet sample folder) has none, so the edit is asked of a group of
+related classes instead: the exemplars are dog photos of three breeds, the target test groups
+are photos of the other breeds, and "correct" still means that the prediction equals each
+image's own label (a beagle must stay a beagle, not become "some dog").
+
+Groups come from WordNet through the committed concept-class validity table
+(:mod:`pipeline.segment.validity`): the ImageNet classes that *are* a vocabulary concept (rule
+``class-is-concept``), e.g. ``dog`` → the 130 classes under canine.n.02 (151–280, dogs, wolves,
+foxes), ``bird`` → 59 classes, ``cat`` → 13. :func:`plan_group_cases` relabels the manifest's
+``target`` column with a group id and calls :func:`pipeline.cases.make_case`; everything else
+(splits, disjointness by photo, determinism) is the single-class logic unchanged. A grouped
+case's ``target_class`` is a negative id (``-1 - index`` of the group), never a class index;
+``params`` records ``target_group`` and ``target_classes``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.cases import (
+    CASES_DIR,
+    EditCase,
+    eligible_counterfactuals,
+    make_case,
+)
+from pipeline.store import BuildStore
+from pipeline.store.atomic import atomic_write_text
+
+GROUP_RULES = ("class-is-concept",)
+
+
+@lru_cache(maxsize=1)
+def _validity_rows() -> tuple[tuple[str, int, str], ...]:
+    from pipeline.segment.validity import TABLE_PATH
+
+    with Path(TABLE_PATH).open(encoding="utf-8", newline="") as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return tuple(
+        (row["concept"], int(row["class_index"]), row["rule"])
+        for row in csv.DictReader(lines, delimiter="\t")
+    )
+
+
+def class_group(concept: str, rules: Sequence[str] = GROUP_RULES) -> list[int]:
+    """ImageNet class indices that are ``concept`` by WordNet (e.g. ``dog``, ``bird``, ``cat``).
+
+    ``rules``: which validity-table rules count (``class-is-concept``: the class is a kind of
+    the concept; add ``concept-part-of-class`` for e.g. ``wheel`` → wheeled vehicles).
+    """
+    classes = sorted(
+        {index for name, index, rule in _validity_rows() if name == concept and rule in rules}
+    )
+    if not classes:
+        raise KeyError(f"no ImageNet classes for concept {concept!r} with rules {list(rules)}")
+    return classes
+
+
+def group_case(case: EditCase, name: str, classes: Sequence[int]) -> EditCase:
+    """Name a case planned on a relabelled manifest after its group."""
+    params = {**case.params, "target_group": name, "target_classes": sorted(map(int, classes))}
+    digest = case.case_id.rsplit("-", 1)[-1]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{case.concept}-{case.texture}-{name}").strip("-")
+    return dataclasses.replace(case, case_id=f"{slug.lower()}-{digest}", params=params)
+
+
+def plan_group_cases(
+    manifest: pd.DataFrame,
+    image_ids: Sequence[str],
+    groups: Mapping[str, Sequence[int]],
+    seed: int = 0,
+    n_train: int = 3,
+    min_test: int = 1,
+    clean_frac: float = 0.5,
+    concepts: Sequence[str] | None = None,
+    textures: Sequence[str] | None = None,
+) -> list[EditCase]:
+    """One case per (concept, texture, group) where possible, sorted like ``plan_cases``.
+
+    Rows of a group's classes get the group's id as ``target``; the other rows keep their own
+    class and serve as the "other classes" test groups and the clean pool. Groups must not
+    overlap.
+    """
+    if manifest.empty:
+        return []
+    eligible = eligible_counterfactuals(manifest)
+    if concepts is not None:
+        eligible = eligible[eligible["concept"].isin(list(concepts))]
+    if textures is not None:
+        eligible = eligible[eligible["texture"].isin(list(textures))]
+    group_of: dict[int, int] = {}
+    names = list(groups)
+    for index, name in enumerate(names):
+        for cls in groups[name]:
+            if int(cls) in group_of:
+                raise ValueError(f"class {cls} is in two groups")
+            group_of[int(cls)] = -1 - index
+    eligible = eligible.copy()
+    eligible["target"] = eligible["target"].map(lambda t: group_of.get(int(t), int(t)))
+    cases = []
+    for (concept, texture), rows in eligible.groupby(["concept", "texture"], sort=True):
+        for index, name in enumerate(names):
+            case = make_case(
+                rows,
+                image_ids,
+                str(concept),
+                str(texture),
+                -1 - index,
+                seed,
+                n_train,
+                min_test,
+                clean_frac,
+            )
+            if case is not None:
+                cases.append(group_case(case, name, groups[name]))
+    return cases
+
+
+def build_group_cases(
+    build_dir: str | Path,
+    groups: Mapping[str, Sequence[int]],
+    seed: int = 0,
+    n_train: int = 3,
+    min_test: int = 1,
+    clean_frac: float = 0.5,
+    concepts: Sequence[str] | None = None,
+    textures: Sequence[str] | None = None,
+) -> list[EditCase]:
+    """Plan grouped cases of a build and write them to ``BUILD/cases/`` (replacing the set).
+
+    Like :func:`pipeline.cases.build_cases`, case files this call does not produce are removed,
+    so the folder holds one consistent set.
+    """
+    store = BuildStore(build_dir)
+    manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
+    images = pd.read_parquet(store.manifest_path("images"), columns=["image_id"])
+    cases = plan_group_cases(
+        manifest,
+        sorted(images["image_id"]),
+        groups,
+        seed,
+        n_train,
+        min_test,
+        clean_frac,
+        concepts,
+        textures,
+    )
+    folder = store.root / CASES_DIR
+    for case in cases:
+        atomic_write_text(folder / f"{case.case_id}.json", case.to_json(), skip_if_same=True)
+    current = {f"{case.case_id}.json" for case in cases}
+    for stale in folder.glob("*.json") if folder.is_dir() else []:
+        if stale.name not in current:
+            stale.unlink()
+    return cases
