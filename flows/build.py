@@ -8,13 +8,16 @@ redoes nothing and a crashed build resumes where it stopped.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows  # noqa: F401  (Prefect defaults)
+from flows.runners import results_in_order
 from pipeline import progress
 from pipeline.build_info import write_build_yaml, write_concept_stats
 from pipeline.config import BuildConfig
@@ -60,15 +63,7 @@ IO_RETRIES: dict[str, Any] = {
 }
 
 
-@task(name="ingest", **IO_RETRIES)
-def ingest_task(
-    store: BuildStore, source: Source, refs: Sequence[SourceRef], config: BuildConfig
-) -> tuple[str, list[SourceImage]]:
-    return ingest_shard(store, source, refs, config.image)
-
-
-@task(name="segment", **IO_RETRIES)
-def segment_task(
+def segment_images(
     store: BuildStore, images: list[SourceImage], config: BuildConfig
 ) -> tuple[str, list[ConceptMask]]:
     return segment_shard(
@@ -80,8 +75,7 @@ def segment_task(
     )
 
 
-@task(name="stylize", **IO_RETRIES)
-def stylize_task(
+def stylize_images(
     store: BuildStore,
     images: list[SourceImage],
     masks: list[ConceptMask],
@@ -100,8 +94,7 @@ def stylize_task(
     )
 
 
-@task(name="transform-and-filter", **IO_RETRIES)
-def counterfactual_task(
+def counterfactual_images(
     store: BuildStore,
     images: list[SourceImage],
     masks: list[ConceptMask],
@@ -118,6 +111,48 @@ def counterfactual_task(
         config.filter,
         classifier_fingerprint(config.classifier),
         lambda: load_classifier(config.classifier),
+    )
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """The part keys a shard wrote (one per record kind) and the counts the flow logs."""
+
+    keys: dict[str, str]
+    images: int
+    masks_kept: int
+    counterfactuals: int
+    counterfactuals_kept: int
+
+
+@task(name="shard", **IO_RETRIES)
+def shard_task(
+    store: BuildStore,
+    source: Source,
+    refs: Sequence[SourceRef],
+    styles: list[StyleImage],
+    config: BuildConfig,
+) -> ShardResult:
+    """All stages for one shard of images, in one task so that a worker process keeps the
+    records in memory and its models loaded (`pipeline.stages.models` caches them per process).
+
+    Every stage skips its part when it already exists, so a retry or a re-run redoes nothing.
+    """
+    images_key, images = ingest_shard(store, source, refs, config.image)
+    masks_key, masks = segment_images(store, images, config)
+    stylized_key, stylized = stylize_images(store, images, masks, styles, config)
+    cf_key, counterfactuals = counterfactual_images(store, images, masks, stylized, config)
+    return ShardResult(
+        keys={
+            "images": images_key,
+            "masks": masks_key,
+            "stylized": stylized_key,
+            "counterfactuals": cf_key,
+        },
+        images=len(images),
+        masks_kept=sum(m.kept for m in masks),
+        counterfactuals=len(counterfactuals),
+        counterfactuals_kept=sum(c.kept for c in counterfactuals),
     )
 
 
@@ -140,11 +175,26 @@ def resolve_config(config: dict[str, Any] | None, config_path: str | None) -> Bu
     return BuildConfig.model_validate(config)
 
 
-@flow(name="build_dataset")
+def shard_resources(config: BuildConfig) -> dict[str, float] | None:
+    """Dask resources a shard task needs: one GPU when the models run on CUDA (workers then
+    need `--resources GPU=1`, so that two shards never share one device)."""
+    from pipeline.classify.base import resolve_device
+
+    return {"GPU": 1} if resolve_device(config.classifier.device).type == "cuda" else None
+
+
+@flow(name="build_dataset", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def build_dataset(
-    config: dict[str, Any] | None = None, config_path: str | None = None, out: str | None = None
+    config: dict[str, Any] | None = None,
+    config_path: str | None = None,
+    out: str | None = None,
+    runner: str | None = None,
 ) -> str:
-    """Build a counterfactual dataset; returns the path of its manifest."""
+    """Build a counterfactual dataset; returns the path of its manifest.
+
+    `runner` picks where the shard tasks run (`local`, `dask`, `dask:N`, `dask=ADDRESS`; see
+    `flows.runners`); None uses the flow's task runner (one shard at a time, in process).
+    """
     build_config = resolve_config(config, config_path)
     logger = get_run_logger()
     store = BuildStore(out or DEFAULT_BUILDS / build_config.name)
@@ -169,20 +219,21 @@ def build_dataset(
     parts: dict[str, list[str]] = {
         k: [] for k in ("images", "masks", "stylized", "counterfactuals")
     }
-    for shard in shards:
-        images_key, images = ingest_task(store, source, shard, build_config)
-        masks_key, masks = segment_task(store, images, build_config)
-        stylized_key, stylized = stylize_task(store, images, masks, styles, build_config)
-        cf_key, counterfactuals = counterfactual_task(store, images, masks, stylized, build_config)
-        for kind, key in zip(parts, (images_key, masks_key, stylized_key, cf_key), strict=True):
-            parts[kind].append(key)
+    params = [
+        {"store": store, "source": source, "refs": shard, "styles": styles, "config": build_config}
+        for shard in shards
+    ]
+    results = results_in_order(shard_task, params, runner, resources=shard_resources(build_config))
+    for shard, result in zip(shards, results, strict=True):
+        for kind in parts:
+            parts[kind].append(result.keys[kind])
         progress.advance("images", len(shard))
         logger.info(
             "shard: %d images, %d masks kept, %d counterfactuals (%d kept)",
-            len(images),
-            sum(m.kept for m in masks),
-            len(counterfactuals),
-            sum(c.kept for c in counterfactuals),
+            result.images,
+            result.masks_kept,
+            result.counterfactuals,
+            result.counterfactuals_kept,
         )
     store.quarantine([])  # make sure quarantine.jsonl exists, empty when all inputs were good
     return manifest_task(store, parts, styles)
