@@ -45,15 +45,24 @@ def build(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Build directory (default data/builds/NAME).")
     ] = None,
+    runner: Annotated[
+        str,
+        typer.Option(
+            help="Where shards run: local, dask, dask:N, dask:N:T or dask=ADDRESS "
+            "(needs the dask extra; see docs/operations.md)."
+        ),
+    ] = "local",
 ) -> None:
     """Build a counterfactual dataset (no arguments: the offline demo)."""
     from flows.build import build_dataset
+    from flows.runners import parse_runner
     from pipeline.config import BuildConfig, ConfigError
 
     try:
+        parse_runner(runner)
         if config is not None:
             BuildConfig.from_yaml(config)  # fail fast with a clear message before Prefect starts
-    except ConfigError as error:
+    except (ConfigError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
     columns = (
@@ -66,7 +75,9 @@ def build(
         progress.set_reporter(_rich_reporter(bar))
         try:
             manifest = build_dataset(
-                config_path=str(config) if config else None, out=str(out) if out else None
+                config_path=str(config) if config else None,
+                out=str(out) if out else None,
+                runner=runner,
             )
         finally:
             progress.set_reporter(None)
@@ -119,6 +130,95 @@ def audit(
     report = audit_model(str(build_dir), model or None, seed=seed, device=device)
     console.print(f"[green]report[/green] {report}")
     typer.echo(report)
+
+
+@app.command()
+def edit(
+    build_dir: Annotated[Path, typer.Option("--build", "-b", help="A build with edit cases.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Classifier to edit.")
+    ] = "timm:tf_efficientnet_lite0",
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Module name of the layer (default: a late dense layer of the model)."),
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help="rewrite, rewrite-closed, rewrite-multikey, finetune-local or "
+            "finetune-global; repeat (default: all but rewrite-multikey).",
+        ),
+    ] = None,
+    case: Annotated[
+        list[str] | None, typer.Option("--case", help="Only these case ids; repeat.")
+    ] = None,
+    budget_pp: Annotated[
+        float, typer.Option(help="Clean-accuracy drop allowed when choosing hyper-parameters (pp).")
+    ] = 1.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Edit a classifier with each method on the build's cases; compare (BUILD/edits)."""
+    from flows.edit import run_edits
+    from pipeline.editing.runner import COMPARISON_MD, edits_dir
+
+    if not (build_dir / "manifest.parquet").is_file():
+        console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
+        raise typer.Exit(2)
+    folder = run_edits(
+        str(build_dir), model, layer, method, budget_pp=budget_pp, device=device, cases=case
+    )
+    table = edits_dir(build_dir) / COMPARISON_MD
+    if table.is_file():
+        Console().print(table.read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(f"[green]edits[/green] {folder}")
+    typer.echo(str(folder))
+
+
+@app.command()
+def publish(
+    build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Dataset repo, ORG/NAME.")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Only write the folder that would be uploaded.")
+    ] = False,
+    allow_unknown_license: Annotated[
+        bool,
+        typer.Option(help="Publish even when some source images carry no license."),
+    ] = False,
+) -> None:
+    """Publish a build to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
+    from pipeline.store.hf_export import UnknownLicenseError
+    from pipeline.store.publish import PublishError
+    from pipeline.store.publish import publish as publish_build
+
+    if not (build_dir / "manifest.parquet").is_file():
+        console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
+        raise typer.Exit(2)
+    try:
+        result = publish_build(
+            build_dir,
+            repo_id,
+            private=private,
+            dry_run=dry_run,
+            allow_unknown_license=allow_unknown_license,
+        )
+    except (UnknownLicenseError, PublishError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    rows = ", ".join(f"{name}: {count} rows" for name, count in result.rows.items())
+    if result.dry_run:
+        console.print(
+            f"[green]dry run[/green] {len(result.files)} files ({rows}) in {result.folder}"
+        )
+        typer.echo(str(result.folder))
+        return
+    console.print(
+        f"[green]published[/green] {result.repo_url or repo_id}: {result.files_uploaded} files "
+        f"uploaded, {len(result.unchanged)} unchanged, {len(result.deleted)} deleted ({rows})"
+    )
+    typer.echo(result.commit_url or result.repo_url or repo_id)
 
 
 @app.command()

@@ -37,3 +37,40 @@ def test_bad_config_is_a_clear_error_before_any_work(tmp_path) -> None:
 def test_concepts_of_a_missing_build_fails_clearly(tmp_path) -> None:
     result = runner.invoke(app, ["concepts", str(tmp_path / "nothing")])
     assert result.exit_code == 2
+
+
+def test_edit_runs_the_flow_on_the_chosen_cases(tmp_path, monkeypatch, prefect_harness) -> None:
+    """`conceptswap edit` → the `run_edits` flow → `pipeline.editing.runner.run_edits`, with the
+    command's options; the comparison is printed."""
+    from pipeline.editing import runner as edit_runner
+
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "manifest.parquet").write_bytes(b"")
+    calls = []
+
+    def fake_resolve(build_dir, cases=None):
+        return [type("Case", (), {"case_id": c})() for c in (cases or ["a", "b", "c"])]
+
+    def fake_run(build_dir, model, layer, methods, **kwargs):
+        calls.append((model, layer, list(methods), list(kwargs["cases"]), kwargs["budget_pp"]))
+        out = edit_runner.edits_dir(build_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / edit_runner.COMPARISON_MD).write_text("| method | SR |\n| rewrite | 0.5 |\n")
+        return out
+
+    monkeypatch.setattr(edit_runner, "resolve_cases", fake_resolve)
+    monkeypatch.setattr(edit_runner, "run_edits", fake_run)
+    monkeypatch.setattr(edit_runner, "write_comparison", lambda build_dir: None)
+    monkeypatch.setattr("pipeline.classify.cached_classifier", lambda *a, **k: object())
+    args = ["edit", "--build", str(build), "--layer", "blocks.6.0.conv_pwl"]
+    args += ["--method", "rewrite-closed", "--case", "b", "--case", "c", "--budget-pp", "0.5"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        ("timm:tf_efficientnet_lite0", "blocks.6.0.conv_pwl", ["rewrite-closed"], ["b", "c"], 0.5)
+    ]
+    assert "| rewrite | 0.5 |" in result.output
+
+    missing = runner.invoke(app, ["edit", "--build", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no manifest.parquet" in missing.output

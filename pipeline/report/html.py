@@ -20,6 +20,7 @@ import jinja2
 import pandas as pd
 import pyarrow as pa
 import yaml
+from markupsafe import Markup
 
 from pipeline.report import figures
 from pipeline.report.sensitivity import (
@@ -235,6 +236,8 @@ region of the same area in the same image. Definitions at the end of the page.</
 <span class="{{ cell.ctrl_class }}">{{ cell.ctrl }}</span></td>{% endfor %}</tr>
 {% endfor %}</table></div>{% endif %}
 
+{% if edits %}{{ edits }}{% endif %}
+
 <h2>Per model</h2>
 <div class="models">
 {% for s in sections %}<div class="model">
@@ -413,6 +416,7 @@ def write_report(
         seed=int(everything["seed"].iloc[0]),
         summary=_summary(sections),
         comparison=_comparison(sections, example_ids) if len(sections) > 1 else None,
+        edits=_edits_fragment(Path(build_dir), root),
         sections=[
             {
                 "id": s.classifier_id,
@@ -435,6 +439,15 @@ def write_report(
     )
     atomic_write_text(root / INDEX_JSON, json.dumps({"slugs": [s.slug for s in sections]}))
     return atomic_write_text(root / "index.html", page)
+
+
+def _edits_fragment(build_dir: Path, root: Path) -> Markup | None:
+    """The editing comparison (`conceptswap edit`) when the build has one, else None."""
+    from pipeline.editing.runner import COMPARISON_FILE, comparison_html, edits_dir
+
+    if not (edits_dir(build_dir) / COMPARISON_FILE).is_file():
+        return None
+    return Markup(comparison_html(build_dir, relative_to=root))
 
 
 def _build_name(build_dir: Path) -> str:
