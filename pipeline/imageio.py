@@ -19,6 +19,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000
 MIN_SIDE = 8
+# leading bytes of the formats a truncated header is most often met in (for a precise reason)
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 class ImageDecodeError(ValueError):
@@ -57,6 +66,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _signature_format(data: bytes | Image.Image) -> str | None:
+    """The format whose signature `data` starts with, if any (WebP: RIFF....WEBP)."""
+    if not isinstance(data, bytes | bytearray):
+        return None
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
 def decode_image(
     data: bytes | Image.Image, uri: str, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> DecodedImage:
@@ -65,7 +83,9 @@ def decode_image(
         raise ImageDecodeError(uri, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the size check below is the guard (it honours `max_pixels`); Pillow's warning at
+            # its own default limit would refuse images that a raised `max_pixels` allows
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
@@ -87,6 +107,13 @@ def decode_image(
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
+        kind = _signature_format(data)
+        if kind and isinstance(data, bytes | bytearray):
+            raise ImageDecodeError(
+                uri,
+                f"truncated or corrupt {kind} header ({len(data)} bytes; the file starts with "
+                f"a {kind} signature but cannot be opened)",
+            ) from None
         raise ImageDecodeError(uri, "not an image file (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageDecodeError(uri, f"decompression bomb refused: {error}") from None

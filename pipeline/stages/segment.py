@@ -8,12 +8,18 @@ import numpy as np
 
 from pipeline.config import SegmentConfig
 from pipeline.hashing import stable_key
-from pipeline.records import ConceptMask, SourceImage
+from pipeline.imageio import ImageDecodeError
+from pipeline.records import ConceptMask, QuarantineEntry, SourceImage
 from pipeline.segment import Segmenter
+from pipeline.segment.annotation_formats import AnnotationError
+from pipeline.segment.base import ConceptDetection
 from pipeline.segment.quality import dilate_mask, merge_instances
 from pipeline.store import BuildStore
 
 CODE_VERSION = "segment-v1"
+# errors a segmenter raises for one bad input (a mask of the wrong size, an unreadable annotated
+# image): that image is quarantined and the shard goes on; any other error fails the stage
+BAD_INPUT_ERRORS = (AnnotationError, ImageDecodeError)
 
 
 def quality_rejection(config: SegmentConfig, score: float, area_frac: float) -> str | None:
@@ -27,6 +33,28 @@ def quality_rejection(config: SegmentConfig, score: float, area_frac: float) -> 
     if area_frac > config.max_area:
         return f"area {area_frac:.3f} > max_area {config.max_area}"
     return None
+
+
+def _segment_batch(
+    segmenter: Segmenter,
+    batch: Sequence[SourceImage],
+    pixels: list[np.ndarray],
+    quarantined: list[QuarantineEntry],
+) -> list[list[ConceptDetection] | None]:
+    """Detections per image; when the batch fails on a bad input, retry one image at a time and
+    quarantine the images that fail (None in their place)."""
+    try:
+        return list(segmenter.segment(pixels, [image.label for image in batch]))
+    except BAD_INPUT_ERRORS:
+        pass  # find the bad image(s): one call per image
+    found: list[list[ConceptDetection] | None] = []
+    for image, one in zip(batch, pixels, strict=True):
+        try:
+            found.append(segmenter.segment([one], [image.label])[0])
+        except BAD_INPUT_ERRORS as error:
+            quarantined.append(QuarantineEntry(uri=image.uri, stage="segment", reason=str(error)))
+            found.append(None)
+    return found
 
 
 def segment_shard(
@@ -45,11 +73,14 @@ def segment_shard(
             return key, done
     segmenter = load()
     masks: list[ConceptMask] = []
+    quarantined: list[QuarantineEntry] = []
     for start in range(0, len(images), config.batch_size):
         batch = images[start : start + config.batch_size]
         pixels = [store.load_image(image.path) for image in batch]
-        found = segmenter.segment(pixels, [image.label for image in batch])
+        found = _segment_batch(segmenter, batch, pixels, quarantined)
         for image, detections in zip(batch, found, strict=True):
+            if detections is None:
+                continue  # quarantined: no masks, so no counterfactuals for this image
             for detection in sorted(merge_instances(detections), key=lambda d: d.concept):
                 mask = dilate_mask(np.asarray(detection.mask, dtype=bool), config.dilation)
                 area = float(mask.mean())
@@ -71,5 +102,6 @@ def segment_shard(
                         reject_reason=reason,
                     )
                 )
+    store.quarantine(quarantined)
     store.write_part("masks", key, masks)
     return key, masks
