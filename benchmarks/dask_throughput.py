@@ -7,9 +7,8 @@
 Every build goes to a fresh directory (nothing is reused from an earlier build). For each worker
 count a `LocalCluster` is started first (not timed), then two builds run on it: `cold` includes
 each worker loading its models, `warm` (a second fresh build on the same workers) is the steady
-state. The tasks column counts the tasks the Dask workers executed: 0 means the flow ran its
-shards in its own process (`flows/build.py` calls its tasks directly until its shard chains are
-`.submit()`ted), so the worker count cannot change the throughput.
+state. The tasks column counts the tasks the Dask workers executed (one `shard` task per shard
+of `--shard-size` images).
 
 A temporary Prefect server (`prefect_test_harness`) gives the flow and the Dask workers one API.
 Needs the `dask` extra (`prefect-dask`, `dask[distributed]`).

@@ -1,9 +1,7 @@
 """Scale-out: `build_dataset` on a Dask `LocalCluster` gives the same manifest as the local runner.
 
-Until `flows/build.py` submits its shard chains (`.submit()`), a task runner only changes where
-submitted tasks would run, and this test checks that the flow still works and stays
-deterministic under `DaskTaskRunner`. With the change the shards run on the two worker processes
-and the manifest must still be identical (`table_digest`).
+The flow submits one `shard` task per shard; on the cluster they run in the two worker
+processes, and the manifests must be identical to a local build's (`table_digest`).
 """
 
 from __future__ import annotations
@@ -122,6 +120,14 @@ def cluster_address() -> Iterator[str]:
                 os.environ[name] = value
 
 
+def executed_on_workers(address: str) -> int:
+    from distributed import Client
+
+    with Client(address) as client:
+        counts = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    return int(sum(counts.values()))
+
+
 @task
 def worker_pid(index: int) -> tuple[int, int]:
     return index, os.getpid()
@@ -149,7 +155,9 @@ def test_dask_build_matches_local_build(tmp_path: Path, cluster_address: str) ->
 
     local = Path(build_dataset(config=CONFIG, out=str(tmp_path / "local"))).parent
     on_dask = build_dataset.with_options(task_runner=task_runner_for(f"dask={cluster_address}"))
+    before = executed_on_workers(cluster_address)
     dask = Path(on_dask(config=CONFIG, out=str(tmp_path / "dask"))).parent
+    assert executed_on_workers(cluster_address) - before >= 2  # the two shard tasks ran there
     for name in MANIFESTS:
         assert table_digest(local / name) == table_digest(dask / name), name
     rows = pq.read_table(dask / "manifest.parquet").to_pylist()

@@ -74,3 +74,18 @@ def test_quarantine_has_one_entry_per_input_and_stage(tmp_path) -> None:
         ("x.jpg", "truncated image data"),
         ("y.jpg", "not an image file"),
     ]
+
+
+def test_paths_from_manifests_cannot_escape_the_build(tmp_path) -> None:
+    store = BuildStore(tmp_path / "build")
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not yours")
+    for relpath in ("../secret.png", "images/../../secret.png", str(outside)):
+        with pytest.raises(ValueError, match="escapes the build directory"):
+            store.load_image(relpath)
+    (tmp_path / "build").mkdir(exist_ok=True)
+    (tmp_path / "build" / "images").symlink_to(tmp_path)  # a link out of the build
+    with pytest.raises(ValueError, match="escapes the build directory"):
+        store.path("images/secret.png")
+    with pytest.raises(ValueError, match="lowercase hex"):
+        store.relpath("images", "../../etc")
