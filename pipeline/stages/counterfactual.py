@@ -18,6 +18,7 @@ from pipeline.filters import judge
 from pipeline.hashing import stable_key
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, Stylized
 from pipeline.store import BuildStore
+from pipeline.store.build_store import PngWriter
 from pipeline.transform import composite
 
 CODE_VERSION = "counterfactual-v1"
@@ -113,7 +114,6 @@ def counterfactual_shard(
         store.write_part("counterfactuals", key, [])
         return key, []
     classifier = load()
-    names = classifier.class_names
     with_cf = sorted({p.image.image_id: p.image for p in planned}.items())
     clean_probs = dict(
         zip(
@@ -122,15 +122,43 @@ def counterfactual_shard(
             strict=True,
         )
     )
-    records: list[Counterfactual] = []
     render = Renderer(store, transform)
+    with store.png_writer() as writer:  # PNG encoding overlaps the classifier's next batch
+        records = _classify_and_judge(
+            store,
+            planned,
+            clean_probs,
+            render,
+            writer,
+            classifier,
+            transform,
+            classifier_config,
+            filters,
+        )
+    store.write_part("counterfactuals", key, records)
+    return key, records
+
+
+def _classify_and_judge(
+    store: BuildStore,
+    planned: Sequence[Planned],
+    clean_probs: dict[str, np.ndarray],
+    render: Renderer,
+    writer: PngWriter,
+    classifier: Classifier,
+    transform: TransformConfig,
+    classifier_config: ClassifierConfig,
+    filters: FilterConfig,
+) -> list[Counterfactual]:
+    names = classifier.class_names
+    records: list[Counterfactual] = []
     for batch in _batches(planned, classifier_config.batch_size):
         pixels = []
         for item in batch:
             relpath = store.relpath("counterfactuals", item.cf_id)
             pixels.append(render(item))
             if not store.exists(relpath):
-                store.save_png(relpath, pixels[-1])
+                writer.save(relpath, pixels[-1])
         cf_probs = classifier.predict_proba(pixels)
         for item, probs in zip(batch, cf_probs, strict=True):
             clean = clean_probs[item.image.image_id]
@@ -171,5 +199,4 @@ def counterfactual_shard(
                     kept=kept,
                 )
             )
-    store.write_part("counterfactuals", key, records)
-    return key, records
+    return records

@@ -31,35 +31,37 @@ def ingest_shard(
     images: list[SourceImage] = []
     quarantined: list[QuarantineEntry] = []
     seen: set[str] = set()
-    for ref in refs:
-        try:
-            decoded = decode_image(source.read(ref), ref.uri, max_pixels=config.max_pixels)
-        except ImageDecodeError as error:
-            quarantined.append(QuarantineEntry(uri=ref.uri, stage="ingest", reason=error.reason))
-            continue
-        image_id = pixels_id(decoded.rgb)
-        if image_id in seen:
-            continue  # the same pixels twice in one shard: one record
-        seen.add(image_id)
-        relpath = store.relpath("images", image_id)
-        working = resize_max_side(decoded.rgb, config.max_side)
-        if not store.exists(relpath):
-            store.save_png(relpath, working)
-        images.append(
-            SourceImage(
-                image_id=image_id,
-                uri=ref.uri,
-                width=int(working.shape[1]),
-                height=int(working.shape[0]),
-                label=ref.label,
-                label_name=ref.label_name,
-                path=relpath,
-                source_meta={
-                    **{k: v for k, v in ref.meta.items() if k != "version"},
-                    **decoded.meta,
-                },
+    with store.png_writer() as writer:  # encoding overlaps the next decode
+        for ref in refs:
+            try:
+                decoded = decode_image(source.read(ref), ref.uri, max_pixels=config.max_pixels)
+            except ImageDecodeError as error:
+                entry = QuarantineEntry(uri=ref.uri, stage="ingest", reason=error.reason)
+                quarantined.append(entry)
+                continue
+            image_id = pixels_id(decoded.rgb)
+            if image_id in seen:
+                continue  # the same pixels twice in one shard: one record
+            seen.add(image_id)
+            relpath = store.relpath("images", image_id)
+            working = resize_max_side(decoded.rgb, config.max_side)
+            if not store.exists(relpath):
+                writer.save(relpath, working)
+            images.append(
+                SourceImage(
+                    image_id=image_id,
+                    uri=ref.uri,
+                    width=int(working.shape[1]),
+                    height=int(working.shape[0]),
+                    label=ref.label,
+                    label_name=ref.label_name,
+                    path=relpath,
+                    source_meta={
+                        **{k: v for k, v in ref.meta.items() if k != "version"},
+                        **decoded.meta,
+                    },
+                )
             )
-        )
     store.quarantine(quarantined)
     store.write_part("images", key, images)
     return key, images

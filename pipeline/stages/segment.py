@@ -74,34 +74,35 @@ def segment_shard(
     segmenter = load()
     masks: list[ConceptMask] = []
     quarantined: list[QuarantineEntry] = []
-    for start in range(0, len(images), config.batch_size):
-        batch = images[start : start + config.batch_size]
-        pixels = [store.load_image(image.path) for image in batch]
-        found = _segment_batch(segmenter, batch, pixels, quarantined)
-        for image, detections in zip(batch, found, strict=True):
-            if detections is None:
-                continue  # quarantined: no masks, so no counterfactuals for this image
-            for detection in sorted(merge_instances(detections), key=lambda d: d.concept):
-                mask = dilate_mask(np.asarray(detection.mask, dtype=bool), config.dilation)
-                area = float(mask.mean())
-                mask_id = stable_key(image.image_id, detection.concept, fingerprint, length=32)
-                relpath = store.relpath("masks", mask_id)
-                if area > 0 and not store.exists(relpath):
-                    store.save_png(relpath, mask)
-                reason = quality_rejection(config, float(detection.score), area)
-                masks.append(
-                    ConceptMask(
-                        mask_id=mask_id,
-                        image_id=image.image_id,
-                        concept=detection.concept,
-                        score=round(float(detection.score), 6),
-                        area_frac=round(area, 6),
-                        segmenter_id=segmenter.id,
-                        path=relpath,
-                        kept=reason is None,
-                        reject_reason=reason,
+    with store.png_writer() as writer:  # encoding overlaps the next batch
+        for start in range(0, len(images), config.batch_size):
+            batch = images[start : start + config.batch_size]
+            pixels = [store.load_image(image.path) for image in batch]
+            found = _segment_batch(segmenter, batch, pixels, quarantined)
+            for image, detections in zip(batch, found, strict=True):
+                if detections is None:
+                    continue  # quarantined: no masks, so no counterfactuals for this image
+                for detection in sorted(merge_instances(detections), key=lambda d: d.concept):
+                    mask = dilate_mask(np.asarray(detection.mask, dtype=bool), config.dilation)
+                    area = float(mask.mean())
+                    mask_id = stable_key(image.image_id, detection.concept, fingerprint, length=32)
+                    relpath = store.relpath("masks", mask_id)
+                    if area > 0 and not store.exists(relpath):
+                        writer.save(relpath, mask)
+                    reason = quality_rejection(config, float(detection.score), area)
+                    masks.append(
+                        ConceptMask(
+                            mask_id=mask_id,
+                            image_id=image.image_id,
+                            concept=detection.concept,
+                            score=round(float(detection.score), 6),
+                            area_frac=round(area, 6),
+                            segmenter_id=segmenter.id,
+                            path=relpath,
+                            kept=reason is None,
+                            reject_reason=reason,
+                        )
                     )
-                )
     store.quarantine(quarantined)
     store.write_part("masks", key, masks)
     return key, masks

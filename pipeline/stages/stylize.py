@@ -50,19 +50,28 @@ def stylize_shard(
             return key, done
     stylizer: Stylizer | None = None
     records: list[Stylized] = []
+    sources: dict[str, np.ndarray] = {}  # each source image decoded once per shard, not per style
+
+    def source(image: SourceImage) -> np.ndarray:
+        if image.image_id not in sources:
+            sources[image.image_id] = store.load_image(image.path)
+        return sources[image.image_id]
+
+    with store.png_writer() as writer:  # PNG encoding overlaps the next batch's stylization
+        for column, style in enumerate(styles):
+            todo = [
+                (image, ids[row][column])
+                for row, image in enumerate(images)
+                if not store.exists(store.relpath("stylized", ids[row][column]))
+            ]
+            for start in range(0, len(todo), config.batch_size):
+                batch = todo[start : start + config.batch_size]
+                stylizer = stylizer or load()
+                pixels = [source(image) for image, _ in batch]
+                outputs = stylizer.stylize(pixels, load_style(style), seed=style_seed(seed, style))
+                for (_, sid), output in zip(batch, outputs, strict=True):
+                    writer.save(store.relpath("stylized", sid), output)
     for column, style in enumerate(styles):
-        todo = [
-            (image, ids[row][column])
-            for row, image in enumerate(images)
-            if not store.exists(store.relpath("stylized", ids[row][column]))
-        ]
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
-            stylizer = stylizer or load()
-            pixels = [store.load_image(image.path) for image, _ in batch]
-            outputs = stylizer.stylize(pixels, load_style(style), seed=style_seed(seed, style))
-            for (_, sid), output in zip(batch, outputs, strict=True):
-                store.save_png(store.relpath("stylized", sid), output)
         for row, image in enumerate(images):
             sid = ids[row][column]
             records.append(

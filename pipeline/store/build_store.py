@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,30 @@ from pipeline.store.atomic import atomic_write_bytes, atomic_write_text, sweep_t
 from pipeline.store.manifest import concat_sorted, read_records, records_to_table, write_table
 
 FILE_KINDS = ("images", "masks", "stylized", "counterfactuals")
+
+
+def _write_png(path: Path, array: np.ndarray) -> Path:
+    return atomic_write_bytes(path, encode_png(array))
+
+
+class PngWriter:
+    """`save(relpath, array)` queued on a thread pool; at most `max_pending` images in memory."""
+
+    def __init__(self, store: BuildStore, pool: ThreadPoolExecutor, max_pending: int) -> None:
+        self._store, self._pool, self._max_pending = store, pool, max(1, max_pending)
+        self._pending: deque[Future[Path]] = deque()
+
+    def save(self, relpath: str, array: np.ndarray) -> None:
+        path = self._store.path(relpath)  # validate here, in the caller's thread
+        self._pending.append(self._pool.submit(_write_png, path, array))
+        self.wait(self._max_pending)
+
+    def wait(self, pending: int) -> None:
+        """Block until at most `pending` writes are in flight; re-raise a failed write's error."""
+        while len(self._pending) > pending:
+            self._pending.popleft().result()
+
+
 _quarantine_lock = threading.Lock()
 
 
@@ -56,6 +83,18 @@ class BuildStore:
     def save_png(self, relpath: str, array: np.ndarray) -> str:
         atomic_write_bytes(self.path(relpath), encode_png(array))
         return relpath
+
+    @contextmanager
+    def png_writer(self, threads: int = 2, max_pending: int = 32) -> Iterator[PngWriter]:
+        """Save PNGs on background threads: Pillow releases the GIL while it compresses, so the
+        encoding overlaps the next model call. The block ends only when every file is written
+        (the first error is raised then), so a stage still writes its part after its files."""
+        with ThreadPoolExecutor(threads, thread_name_prefix="png-writer") as pool:
+            writer = PngWriter(self, pool, max_pending)
+            try:
+                yield writer
+            finally:
+                writer.wait(0)
 
     def load_image(self, relpath: str) -> np.ndarray:
         return load_png(self.path(relpath))
