@@ -89,3 +89,25 @@ def test_paths_from_manifests_cannot_escape_the_build(tmp_path) -> None:
         store.path("images/secret.png")
     with pytest.raises(ValueError, match="lowercase hex"):
         store.relpath("images", "../../etc")
+
+
+def test_png_writer_finishes_every_file_before_the_block_ends(tmp_path) -> None:
+    from pipeline.store.build_store import PngWriter
+
+    store = BuildStore(tmp_path)
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(9)]
+    paths = [store.relpath("stylized", f"{index:02x}" * 8) for index in range(9)]
+    with store.png_writer(threads=2, max_pending=2) as writer:
+        assert isinstance(writer, PngWriter)
+        for path, array in zip(paths, arrays, strict=True):
+            writer.save(path, array)
+    for path, array in zip(paths, arrays, strict=True):
+        assert np.array_equal(store.load_image(path), array)
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+    (tmp_path / "masks").write_text("a file where a folder must go")
+    with pytest.raises(OSError), store.png_writer() as writer:
+        writer.save(store.relpath("masks", "ab" * 8), arrays[0])
+    with pytest.raises(ValueError, match="escapes"), store.png_writer() as writer:
+        writer.save("../outside.png", arrays[0])
