@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -20,7 +19,7 @@ import flows  # noqa: F401  (Prefect defaults)
 from flows.runners import results_in_order
 from pipeline import progress
 from pipeline.build_info import write_build_yaml, write_concept_stats
-from pipeline.config import BuildConfig
+from pipeline.config import DEFAULT_BUILDS_DIR, BuildConfig
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, StyleImage, Stylized
 from pipeline.report.build_overview import write_build_overview
 from pipeline.sources import Source, SourceRef, create_source
@@ -37,9 +36,10 @@ from pipeline.stages.models import (
 from pipeline.stages.segment import segment_shard
 from pipeline.stages.stylize import images_to_stylize, stylize_shard
 from pipeline.store import BuildStore
-from pipeline.stylize.library import load_style, load_texture_library
+from pipeline.store.stamp import build_styles, clear_stamp, config_signature, write_stamp
+from pipeline.stylize.library import load_style
 
-DEFAULT_BUILDS = Path("data/builds")
+DEFAULT_BUILDS = DEFAULT_BUILDS_DIR
 
 
 def _retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -201,12 +201,9 @@ def build_dataset(
     swept = store.sweep()
     if swept:
         logger.info("removed %d temp files left by an interrupted run", swept)
-    per_texture = build_config.stylize.styles_per_texture
-    styles = [
-        style
-        for style in load_texture_library().styles(build_config.stylize.textures)
-        if per_texture is None or style.index < per_texture
-    ]
+    clear_stamp(store.root)  # not up to date until this run finishes
+    styles = build_styles(build_config)
+    signature = config_signature(build_config, styles)
     write_build_yaml(store, build_config, styles)
     source = create_source(build_config.source)
     refs = list(source.refs())
@@ -236,4 +233,6 @@ def build_dataset(
             result.counterfactuals_kept,
         )
     store.quarantine([])  # make sure quarantine.jsonl exists, empty when all inputs were good
-    return manifest_task(store, parts, styles)
+    manifest = manifest_task(store, parts, styles)
+    write_stamp(store.root, signature)
+    return manifest

@@ -52,19 +52,38 @@ def build(
             "(needs the dask extra; see docs/operations.md)."
         ),
     ] = "local",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Run the flow even when the build is up to date (stages still skip "
+            "their finished work).",
+        ),
+    ] = False,
 ) -> None:
-    """Build a counterfactual dataset (no arguments: the offline demo)."""
-    from flows.build import build_dataset
+    """Build a counterfactual dataset (no arguments: the offline demo).
+
+    A build that finished with the same config, models, source files and style images, and
+    still has all its files, is up to date: the command says so and starts nothing.
+    """
     from flows.runners import parse_runner
-    from pipeline.config import BuildConfig, ConfigError
+    from pipeline.config import DEFAULT_BUILDS_DIR, BuildConfig, ConfigError
+    from pipeline.store.stamp import config_signature, is_up_to_date
 
     try:
         parse_runner(runner)
-        if config is not None:
-            BuildConfig.from_yaml(config)  # fail fast with a clear message before Prefect starts
+        # fail fast with a clear message before Prefect starts
+        build_config = BuildConfig.from_yaml(config) if config else BuildConfig.demo()
     except (ConfigError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
+    target = out or DEFAULT_BUILDS_DIR / build_config.name
+    if not force and is_up_to_date(target, config_signature(build_config)):
+        console.print(f"[green]up to date[/green] {target}: nothing to do (--force re-checks)")
+        _summarise(target / "manifest.parquet")
+        return
+    from flows.build import build_dataset  # imports Prefect: only when there is work to check
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

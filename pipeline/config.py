@@ -13,6 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# where a build goes when no output directory is given: data/builds/<name>
+DEFAULT_BUILDS_DIR = Path("data/builds")
+
 
 class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

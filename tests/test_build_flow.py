@@ -158,3 +158,52 @@ def test_same_config_and_seed_give_the_same_manifest(built: Path, tmp_path: Path
     assert table_digest(tmp_path / "again" / "manifest.parquet") == table_digest(
         built / "manifest.parquet"
     )
+
+
+def test_an_up_to_date_build_starts_nothing_and_a_change_runs_the_flow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conceptswap build` on a finished, unchanged build says so without starting the flow;
+    a missing file, a changed source file or a build stopped half-way runs it again."""
+    from typer.testing import CliRunner
+
+    import flows.build
+    from pipeline.cli import app
+    from pipeline.store.stamp import STAMP_FILE
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skimage.data.coffee()).save(photos / "coffee.png")
+    config = {**CONFIG, "name": "stamp", "source": {"kind": "folder", "path": str(photos)}}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    out = tmp_path / "build"
+    args = ["build", "--config", str(config_file), "--out", str(out)]
+    calls: list[str] = []
+    real_flow = flows.build.build_dataset
+
+    def counting_flow(**kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs["out"])
+        return real_flow(**kwargs)
+
+    monkeypatch.setattr(flows.build, "build_dataset", counting_flow)
+    cli = CliRunner()
+    assert cli.invoke(app, args).exit_code == 0 and len(calls) == 1
+    assert (out / STAMP_FILE).is_file()
+
+    again = cli.invoke(app, args)
+    assert again.exit_code == 0 and "up to date" in again.output and len(calls) == 1
+    assert cli.invoke(app, [*args, "--force"]).exit_code == 0 and len(calls) == 2
+
+    row = pq.read_table(out / "manifest.parquet").to_pylist()[0]
+    (out / row["path"]).unlink()  # a missing file: the flow runs and repairs it
+    assert cli.invoke(app, args).exit_code == 0 and len(calls) == 3
+    assert (out / row["path"]).is_file()
+    assert "up to date" in cli.invoke(app, args).output and len(calls) == 3
+
+    Image.fromarray(skimage.data.chelsea()).save(photos / "chelsea.png")  # a new source file
+    assert cli.invoke(app, args).exit_code == 0 and len(calls) == 4
+    assert len(pq.read_table(out / "manifests" / "images.parquet")) == 2
+
+    (out / STAMP_FILE).unlink()  # as after a build that stopped before its end
+    assert cli.invoke(app, args).exit_code == 0 and len(calls) == 5
