@@ -39,8 +39,6 @@ from pipeline.store import BuildStore
 from pipeline.store.stamp import build_styles, clear_stamp, config_signature, write_stamp
 from pipeline.stylize.library import load_style
 
-DEFAULT_BUILDS = DEFAULT_BUILDS_DIR
-
 
 def _retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a task only when it failed on I/O; a bug or bad input fails at once."""
@@ -197,7 +195,7 @@ def build_dataset(
     """
     build_config = resolve_config(config, config_path)
     logger = get_run_logger()
-    store = BuildStore(out or DEFAULT_BUILDS / build_config.name)
+    store = BuildStore(out or DEFAULT_BUILDS_DIR / build_config.name)
     swept = store.sweep()
     if swept:
         logger.info("removed %d temp files left by an interrupted run", swept)

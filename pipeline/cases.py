@@ -94,7 +94,7 @@ def eligible_counterfactuals(manifest: pd.DataFrame) -> pd.DataFrame:
     return eligible.sort_values("cf_id", kind="stable").reset_index(drop=True)
 
 
-def _slug(text: str) -> str:
+def case_slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
 
 
@@ -163,7 +163,7 @@ def make_case(
     params = {"n_train": n_train, "min_test": min_test, "clean_frac": clean_frac}
     digest = stable_key(CASES_VERSION, seed, params, concept, texture, target, train, length=10)
     return EditCase(
-        case_id=f"{_slug(concept)}-{_slug(texture)}-{target}-{digest}",
+        case_id=f"{case_slug(concept)}-{case_slug(texture)}-{target}-{digest}",
         concept=concept,
         texture=texture,
         target_class=int(target),
@@ -221,7 +221,12 @@ def build_cases(
     manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
     images = pd.read_parquet(store.manifest_path("images"), columns=["image_id"])
     cases = plan_cases(manifest, sorted(images["image_id"]), seed, n_train, min_test, clean_frac)
-    folder = store.root / CASES_DIR
+    return write_cases(store.root, cases)
+
+
+def write_cases(build_dir: str | Path, cases: list[EditCase]) -> list[EditCase]:
+    """Write `cases` to `BUILD/cases/` and remove the case files of earlier plans."""
+    folder = Path(build_dir) / CASES_DIR
     for case in cases:
         atomic_write_text(folder / f"{case.case_id}.json", case.to_json(), skip_if_same=True)
     current = {f"{case.case_id}.json" for case in cases}

@@ -158,6 +158,16 @@ class FakeHub:
                 return error(404, "Repository not found", "RepoNotFound")
             return repo
 
+        def revision_or_404(request: Request) -> Any:
+            """(commit sha, files) of the repo at the request's revision, or the 404 response."""
+            repo = repo_or_404(request)
+            if isinstance(repo, Response):
+                return repo
+            found = repo.at(request.path_params["revision"])
+            if found is None:
+                return error(404, "Invalid rev id", "RevisionNotFound")
+            return found
+
         async def create_repo(request: Request) -> Response:
             if not hub._authorized(request):
                 hub.unauthorized.append(str(request.url))
@@ -339,12 +349,9 @@ class FakeHub:
             return [out[k] for k in sorted(out)]
 
         async def tree(request: Request) -> Response:
-            repo = repo_or_404(request)
-            if isinstance(repo, Response):
-                return repo
-            found = repo.at(request.path_params["revision"])
-            if found is None:
-                return error(404, "Invalid rev id", "RevisionNotFound")
+            found = revision_or_404(request)
+            if isinstance(found, Response):
+                return found
             path = request.path_params.get("path", "")
             recursive = request.query_params.get("recursive", "false").lower() == "true"
             items = listing(found[1], path, recursive)
@@ -353,12 +360,9 @@ class FakeHub:
             return JSONResponse(items)
 
         async def paths_info(request: Request) -> Response:
-            repo = repo_or_404(request)
-            if isinstance(repo, Response):
-                return repo
-            found = repo.at(request.path_params["revision"])
-            if found is None:
-                return error(404, "Invalid rev id", "RevisionNotFound")
+            found = revision_or_404(request)
+            if isinstance(found, Response):
+                return found
             form = parse_qs((await request.body()).decode())
             files = found[1]
             out = []
@@ -371,12 +375,9 @@ class FakeHub:
             return JSONResponse(out)
 
         async def resolve(request: Request) -> Response:
-            repo = repo_or_404(request)
-            if isinstance(repo, Response):
-                return repo
-            found = repo.at(request.path_params["revision"])
-            if found is None:
-                return error(404, "Invalid rev id", "RevisionNotFound")
+            found = revision_or_404(request)
+            if isinstance(found, Response):
+                return found
             sha, files = found
             path = request.path_params["path"]
             entry = files.get(path)

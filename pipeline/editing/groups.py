@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -28,13 +27,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.cases import (
-    CASES_DIR,
     EditCase,
+    case_slug,
     eligible_counterfactuals,
     make_case,
+    write_cases,
 )
 from pipeline.store import BuildStore
-from pipeline.store.atomic import atomic_write_text
 
 GROUP_RULES = ("class-is-concept",)
 
@@ -69,8 +68,8 @@ def group_case(case: EditCase, name: str, classes: Sequence[int]) -> EditCase:
     """Name a case planned on a relabelled manifest after its group."""
     params = {**case.params, "target_group": name, "target_classes": sorted(map(int, classes))}
     digest = case.case_id.rsplit("-", 1)[-1]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{case.concept}-{case.texture}-{name}").strip("-")
-    return dataclasses.replace(case, case_id=f"{slug.lower()}-{digest}", params=params)
+    slug = case_slug(f"{case.concept}-{case.texture}-{name}")
+    return dataclasses.replace(case, case_id=f"{slug}-{digest}", params=params)
 
 
 def plan_group_cases(
@@ -154,11 +153,4 @@ def build_group_cases(
         concepts,
         textures,
     )
-    folder = store.root / CASES_DIR
-    for case in cases:
-        atomic_write_text(folder / f"{case.case_id}.json", case.to_json(), skip_if_same=True)
-    current = {f"{case.case_id}.json" for case in cases}
-    for stale in folder.glob("*.json") if folder.is_dir() else []:
-        if stale.name not in current:
-            stale.unlink()
-    return cases
+    return write_cases(store.root, cases)

@@ -33,8 +33,12 @@ from pipeline.store.atomic import atomic_write_text
 STAMP_FILE = ".complete.json"
 # files a finished build has besides those its manifests name
 BUILD_FILES = ("build.yaml", "quarantine.jsonl", "concept_stats.json", "manifest.parquet")
-PATH_MANIFESTS = ("manifest.parquet", "manifests/images.parquet", "manifests/masks.parquet")
-PATH_MANIFESTS += ("manifests/stylized.parquet",)
+PATH_MANIFESTS = (
+    "manifest.parquet",
+    "manifests/images.parquet",
+    "manifests/masks.parquet",
+    "manifests/stylized.parquet",
+)
 
 
 def _file_stat(path: Path) -> list[int]:
@@ -103,9 +107,10 @@ def missing_outputs(build_dir: str | Path) -> list[str]:
     if missing:
         return missing
     for name in PATH_MANIFESTS:
-        table = pq.read_table(root / name)
+        columns = [c for c in ("path", "area_frac") if c in pq.read_schema(root / name).names]
+        table = pq.read_table(root / name, columns=columns)
         paths = table.column("path").to_pylist()
-        if "area_frac" in table.column_names:  # an empty mask is recorded but has no file
+        if "area_frac" in columns:  # an empty mask is recorded but has no file
             areas = table.column("area_frac").to_pylist()
             paths = [path for path, area in zip(paths, areas, strict=True) if area > 0]
         missing += [path for path in paths if not (root / path).is_file()]
