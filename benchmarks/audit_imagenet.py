@@ -63,10 +63,9 @@ def main() -> int:
     import pandas as pd
 
     from flows.build import build_dataset
-    from pipeline.config import ClassifierConfig
+    from pipeline.classify import create_classifier
     from pipeline.report import by_concept, sensitivity_table, summarize, write_report
     from pipeline.report.sensitivity import PREDICTIONS_FILE, audit, model_dir
-    from pipeline.stages.models import load_classifier
 
     tmp = Path(tempfile.gettempdir())
     out = args.out or tmp / f"conceptswap-imagenet-audit-{args.limit}"
@@ -89,9 +88,7 @@ def main() -> int:
 
     all_predictions = []
     for name in args.classifier:
-        classifier = load_classifier(
-            ClassifierConfig(name=name, device=args.device, batch_size=args.batch_size)
-        )
+        classifier = create_classifier(name, device=args.device, batch_size=args.batch_size)
         cache = model_dir(out, classifier.id) / PREDICTIONS_FILE
         if not args.reuse_predictions:
             cache.unlink(missing_ok=True)

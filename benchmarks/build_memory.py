@@ -86,7 +86,7 @@ def child(args: argparse.Namespace) -> None:
     from flows.build import build_dataset
     from pipeline import progress
     from pipeline.config import BuildConfig
-    from pipeline.stages.models import load_classifier, load_segmenter, load_stylizer
+    from pipeline.stages import Backends
 
     config = {
         "name": "memory",
@@ -98,9 +98,10 @@ def child(args: argparse.Namespace) -> None:
         "filter": {"require_clean_correct": False},
     }
     resolved = BuildConfig.model_validate(config)
-    load_segmenter(resolved.segment, resolved.classifier, resolved.image.max_side)
-    load_stylizer(resolved.stylize)
-    load_classifier(resolved.classifier)
+    backends = Backends.of(resolved)  # the models load before the baseline is taken
+    backends.segmenter.load()
+    backends.stylizer.load()
+    backends.classifier.load()
     me = psutil.Process()
     baseline = rss_mb(me)
     samples: list[tuple[int, float]] = []  # (images done, RSS MB) after each shard

@@ -46,11 +46,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MODEL_METHODS = {"segmenter": "segment", "stylizer": "stylize", "classifier": "predict_proba"}
-LOADERS = {
-    "segmenter": "load_segmenter",
-    "stylizer": "load_stylizer",
-    "classifier": "load_classifier",
-}
+LOADERS = ("segmenter", "stylizer", "classifier")  # the `Backends` attributes whose models load
 STAGES = ("ingest_shard", "segment_shard", "stylize_shard", "counterfactual_shard")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -92,13 +88,33 @@ class BuildTimer:
 
     @contextmanager
     def installed(self) -> Iterator[BuildTimer]:
-        """Patch `flows.build`'s loaders and stage functions for the duration of the block."""
-        import flows.build as build
+        """Time the models each build's `Backends` loads, the stage functions `run_shard` calls
+        and the style images decoded, for the duration of the block."""
+        import dataclasses
 
-        saved = {name: getattr(build, name) for name in (*LOADERS.values(), *STAGES, "load_style")}
+        import pipeline.stages as stages
+        import pipeline.stages.backends as backends_module
+
+        backends_class = backends_module.Backends
+        saved_of = backends_class.__dict__["of"]
+        saved_stages = {name: getattr(stages, name) for name in STAGES}
+        saved_load_style = backends_module.load_style
+        timed_backends: set[int] = set()
 
         def loader(role: str, original: Callable[..., Any]) -> Callable[..., Any]:
-            return lambda *args, **kwargs: self.instrument(role, original(*args, **kwargs))
+            return lambda: self.instrument(role, original())
+
+        def of(config: Any) -> Any:
+            backends = saved_of.__func__(backends_class, config)
+            if id(backends) not in timed_backends:
+                for role in LOADERS:
+                    stage_backend = getattr(backends, role)
+                    timed = dataclasses.replace(
+                        stage_backend, load=loader(role, stage_backend.load)
+                    )
+                    setattr(backends, role, timed)
+                timed_backends.add(id(backends))
+            return backends
 
         def stage(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             def timed(*args: Any, **kwargs: Any) -> Any:
@@ -113,18 +129,19 @@ class BuildTimer:
 
         def load_style(style: Any) -> Any:
             self.styles[style.style_id] += 1
-            return saved["load_style"](style)
+            return saved_load_style(style)
 
-        for role, name in LOADERS.items():
-            setattr(build, name, loader(role, saved[name]))
+        backends_class.of = staticmethod(of)  # type: ignore[method-assign,assignment]
         for name in STAGES:
-            setattr(build, name, stage(name, saved[name]))
-        build.load_style = load_style
+            setattr(stages, name, stage(name, saved_stages[name]))
+        backends_module.load_style = load_style
         try:
             yield self
         finally:
-            for name, original in saved.items():
-                setattr(build, name, original)
+            backends_class.of = saved_of  # type: ignore[method-assign]
+            for name, original in saved_stages.items():
+                setattr(stages, name, original)
+            backends_module.load_style = saved_load_style
 
     def reset(self) -> None:
         self.seconds.clear()

@@ -93,7 +93,9 @@ def main() -> int:
 
     from flows.build import build_dataset
     from pipeline.editing.groups import build_group_cases, class_group
-    from pipeline.editing.runner import edits_dir, run_edits
+    from pipeline.editing.runner import run_edits
+    from pipeline.report.edits import write_comparison
+    from pipeline.store.edits_layout import edits_dir
 
     torch.set_num_threads(args.threads)
     total = time.perf_counter()
@@ -151,6 +153,7 @@ def main() -> int:
         log=print,
     )
     edit_s = time.perf_counter() - start
+    write_comparison(out)
     results = pd.read_parquet(folder / "results.parquet")
     results = results[results["case_id"].isin([c.case_id for c in cases])]
     print(f"\nedits: {len(cases)} cases x {len(args.methods)} methods in {edit_s:.1f} s\n")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger
 
 import flows  # noqa: F401  (Prefect defaults)
@@ -20,21 +19,21 @@ from flows.audit import audit_model
 from flows.build import build_dataset
 from flows.edit import run_edits as run_edits_flow
 from flows.publish import publish_dataset
+from pipeline.config import BuildConfig
+from pipeline.store import BuildStore
 
 DEFAULT_CLASSIFIER = "timm:tf_efficientnet_lite0"
 
 
 def build_classifier(build: Path) -> str:
-    """The classifier a build filtered with (`classifier.name` in its build.yaml)."""
-    path = build / "build.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    name = ((data or {}).get("classifier") or {}).get("name")
-    return str(name) if name else DEFAULT_CLASSIFIER
+    """The classifier a build filtered with (its config's `classifier.name`)."""
+    store = BuildStore(build)
+    return store.config().classifier.name if store.build_yaml.is_file() else DEFAULT_CLASSIFIER
 
 
 @flow(name="counterfactual_pipeline")
 def counterfactual_pipeline(
-    config: dict[str, Any] | None = None,
+    config: BuildConfig | None = None,
     config_path: str | None = None,
     out: str | None = None,
     runner: str = "local",

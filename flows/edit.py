@@ -1,16 +1,15 @@
 """`run_edits`: every editing method on every edit case of a build, then the comparison.
 
-Orchestration only (the work is `pipeline.editing.runner`): one task plans or loads the cases,
-one task per batch of cases runs every method on them (the first batch also computes the key
-statistics C, later batches load them from `BUILD/edits/cache/`), and a last task writes the
-comparison and publishes it as a Markdown artifact. Batches run one after another in the flow's
-process, where the classifier is loaded once (`cached_classifier`). Everything already computed
-(results with the same run key, saved deltas) is skipped by the library, so a re-run is cheap.
+Orchestration only (the work is `pipeline.editing.runner` and `pipeline.report.edits`): one
+task plans or loads the cases, one task per batch of cases runs every method on them (the first
+batch also computes the key statistics C, later batches load them from `BUILD/edits/cache/`),
+and a last task writes the comparison and publishes it as a Markdown artifact. Batches run one
+after another in the flow's process, where `pipeline.classify.create_classifier` loads the
+classifier once. Everything already computed (results with the same run key, saved deltas) is
+skipped by the library, so a re-run is cheap.
 """
 
 from __future__ import annotations
-
-import json
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -18,6 +17,8 @@ from prefect.cache_policies import NO_CACHE
 
 import flows  # noqa: F401  (Prefect defaults)
 from pipeline.editing import runner
+from pipeline.report import edits as edit_report
+from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
 
 
 @task(name="edit-cases", cache_policy=NO_CACHE)
@@ -35,9 +36,6 @@ def edit_batch_task(
     budget_pp: float,
     device: str,
 ) -> str:
-    from pipeline.classify import cached_classifier
-
-    classifier = cached_classifier(model, json.dumps({"device": device}, sort_keys=True))
     logger = get_run_logger()
     folder = runner.run_edits(
         build,
@@ -47,8 +45,6 @@ def edit_batch_task(
         cases=case_ids,
         budget_pp=budget_pp,
         device=device,
-        classifier=classifier,
-        summarize=False,
         log=logger.info,
     )
     return str(folder)
@@ -56,8 +52,8 @@ def edit_batch_task(
 
 @task(name="edit-comparison", cache_policy=NO_CACHE)
 def comparison_task(build: str) -> str:
-    runner.write_comparison(build)
-    path = runner.edits_dir(build) / runner.COMPARISON_MD
+    edit_report.write_comparison(build)
+    path = edits_dir(build) / COMPARISON_MD
     return path.read_text(encoding="utf-8") if path.is_file() else "No edit results.\n"
 
 
@@ -76,9 +72,10 @@ def run_edits(
     `BUILD/edits` folder (results.parquet, comparison.md/.parquet/.png, deltas).
 
     `layer`: default `pipeline.editing.runner.default_layer` (EfficientNet-Lite0:
-    `blocks.6.0.conv_pwl`); `methods`: default rewrite, rewrite-closed, finetune-local,
-    finetune-global; `budget_pp`: the clean-accuracy budget of hyper-parameter selection;
-    `cases`: case ids to run (default: every case of the build, planned if there are none).
+    `blocks.6.0.conv_pwl`); `methods`: registry names of `pipeline.editing.methods` (default
+    rewrite, rewrite-closed, finetune-local, finetune-global); `budget_pp`: the clean-accuracy
+    budget of hyper-parameter selection; `cases`: case ids to run (default: every case of the
+    build, planned if there are none).
     """
     logger = get_run_logger()
     chosen = list(methods or runner.DEFAULT_METHODS)
@@ -90,7 +87,7 @@ def run_edits(
             build, model, layer, chosen, case_ids[start : start + size], budget_pp, device
         )
     markdown = comparison_task(build)
-    folder = str(runner.edits_dir(build))
+    folder = str(edits_dir(build))
     create_markdown_artifact(
         markdown=f"## Edit comparison\n\n{markdown}", key="edit-comparison", description=folder
     )

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 import flows  # noqa: F401  (Prefect defaults)
-from pipeline.store.publish import publish
+from pipeline.publish import publish
 
 
 def _secret_token(name: str) -> str:

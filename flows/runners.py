@@ -20,7 +20,7 @@ process starts its own temporary server (slow, and its records are lost).
 
 Dask needs the `dask` extra (`pip install 'conceptswap[dask]'`: `prefect-dask`,
 `dask[distributed]`). Each Dask worker is a separate process, so it loads the models once
-(`functools.lru_cache` in `pipeline/stages/models.py`) and keeps them for every shard it runs.
+(`pipeline.stages.Backends.of` caches them per process) and keeps them for every shard it runs.
 Workers on other machines need the same code, the same textures and model weights, and the build
 directory on a shared file system (the stages read and write it directly).
 """

@@ -1,4 +1,4 @@
-"""Edit test cases (design §1.5, §6): what an edit is trained on and where it is measured.
+"""Edit test cases: what an edit is trained on and where it is measured.
 
 A case is one (concept, texture, target class). Its parts:
 
@@ -46,6 +46,11 @@ TEST_GROUPS = (
     "other_train_style",
     "other_heldout_style",
 )
+# the parts of a case as rows of the edit results: the train exemplars, the test groups, and
+# the heldout clean images
+EXEMPLARS = "exemplars"
+CLEAN = "clean"
+RESULT_GROUPS = (EXEMPLARS, *TEST_GROUPS, CLEAN)
 
 
 @dataclass(frozen=True)
@@ -218,8 +223,8 @@ def build_cases(
     removed, so `BUILD/cases/` always holds one consistent set.
     """
     store = BuildStore(build_dir)
-    manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
-    images = pd.read_parquet(store.manifest_path("images"), columns=["image_id"])
+    manifest = store.frame("counterfactuals")
+    images = store.frame("images", columns=["image_id"])
     cases = plan_cases(manifest, sorted(images["image_id"]), seed, n_train, min_test, clean_frac)
     return write_cases(store.root, cases)
 

@@ -9,10 +9,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, ClassVar, TypeVar
 
+import pyarrow as pa
+
 T = TypeVar("T", bound="Record")
+
+# the column types a record field may have, by Python annotation; JSON fields are strings
+_DTYPES: dict[Any, str] = {str: "string", int: "int64", float: "float64", bool: "bool"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One manifest column as declared by a record field: the single source of both the Arrow
+    schema of the Parquet manifests and the Hugging Face `Features` of an export."""
+
+    name: str
+    dtype: str  # "string" | "int64" | "float64" | "bool"
+    nullable: bool
+    json: bool  # stored as a JSON string (nested values)
+
+    def arrow_type(self) -> pa.DataType:
+        return {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}.get(
+            self.dtype, pa.bool_()
+        )
 
 
 @dataclass(frozen=True)
@@ -36,6 +60,40 @@ class Record:
             if isinstance(values.get(name), str):
                 values[name] = json.loads(values[name])
         return cls(**values)
+
+    @classmethod
+    def columns(cls) -> tuple[Column, ...]:
+        """The manifest columns of this record type, in field order."""
+        return _columns(cls)
+
+    @classmethod
+    def arrow_schema(cls) -> pa.Schema:
+        """The declared Arrow schema: an empty table keeps its column types."""
+        return pa.schema(
+            [pa.field(c.name, c.arrow_type(), nullable=c.nullable) for c in cls.columns()]
+        )
+
+
+@cache
+def _columns(cls: type[Record]) -> tuple[Column, ...]:
+    hints = typing.get_type_hints(cls)
+    columns = []
+    for item in dataclasses.fields(cls):
+        annotation = hints[item.name]
+        is_json = item.name in cls.json_fields
+        args = typing.get_args(annotation)
+        nullable = isinstance(annotation, types.UnionType) and type(None) in args
+        base = (
+            next((a for a in args if a is not type(None)), annotation) if nullable else annotation
+        )
+        if is_json:
+            dtype = "string"
+        elif base in _DTYPES:
+            dtype = _DTYPES[base]
+        else:
+            raise TypeError(f"{cls.__name__}.{item.name}: no column type for {annotation!r}")
+        columns.append(Column(item.name, dtype, nullable, is_json))
+    return tuple(columns)
 
 
 @dataclass(frozen=True)

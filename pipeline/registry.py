@@ -1,41 +1,84 @@
-"""Name → factory registries, one per stage, so a backend is one file plus one registration.
+"""Name → backend registries, one per stage, so a backend is one file plus one registration.
 
-Factories import their heavy dependencies lazily, so listing backends or building another stage
-never imports detectron2, open_clip or a model that is not used.
+A registration carries everything the stages need to know about a backend, so no stage
+special-cases a backend by name:
+
+- `factory`: builds the backend from the config's `options` (heavy imports happen inside it,
+  so listing backends never imports detectron2, open_clip or an unused model);
+- `needs_classifier`: the factory also gets `classifier=`, the loaded classifier the build uses
+  (or the one named by the backend's own `classifier` option), and that classifier's
+  fingerprint is part of the backend's;
+- `settings`: build settings the factory accepts besides its options (`max_side`: the build's
+  working resolution; `device`: the classifier's device), passed by the stage that creates it;
+- `weights`: for classifiers, where a model's default weights file lies without loading it (its
+  digest is part of the fingerprint).
+
+Register with a decorator or in one line: `segmenters.register("top-half")(TopHalfSegmenter)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
 
 
 class UnknownBackendError(ValueError):
     """A config named a backend that no registry entry provides."""
 
 
+@dataclass(frozen=True)
+class Backend(Generic[T]):
+    """One registered backend and what the stages need to know to build and fingerprint it."""
+
+    name: str
+    factory: Callable[..., T]
+    needs_classifier: bool = False
+    settings: tuple[str, ...] = ()
+    weights: Callable[[str], Path | None] | None = None
+
+
 class Registry(Generic[T]):
     def __init__(self, stage: str) -> None:
         self.stage = stage
-        self._factories: dict[str, Callable[..., T]] = {}
+        self._backends: dict[str, Backend[T]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        def decorate(factory: Callable[..., T]) -> Callable[..., T]:
-            if name in self._factories:
+    def register(
+        self,
+        name: str,
+        *,
+        needs_classifier: bool = False,
+        settings: tuple[str, ...] = (),
+        weights: Callable[[str], Path | None] | None = None,
+    ) -> Callable[[F], F]:
+        def decorate(factory: F) -> F:
+            if name in self._backends:
                 raise ValueError(f"{self.stage} backend {name!r} registered twice")
-            self._factories[name] = factory
+            self._backends[name] = Backend(name, factory, needs_classifier, settings, weights)
             return factory
 
         return decorate
 
-    def names(self) -> list[str]:
-        return sorted(self._factories)
+    def unregister(self, name: str) -> None:
+        """Remove a registration (a plug-in that is unloaded, a test's own backend)."""
+        self._backends.pop(name, None)
 
-    def create(self, name: str, **options: object) -> T:
-        if name not in self._factories:
+    def names(self) -> list[str]:
+        return sorted(self._backends)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._backends
+
+    def spec(self, name: str) -> Backend[T]:
+        if name not in self._backends:
             raise UnknownBackendError(
                 f"unknown {self.stage} backend {name!r}; available: {', '.join(self.names())}"
             )
-        return self._factories[name](**options)
+        return self._backends[name]
+
+    def create(self, name: str, **options: object) -> T:
+        return self.spec(name).factory(**options)  # type: ignore[return-value]

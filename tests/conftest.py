@@ -32,9 +32,9 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def classifier():
     """The real offline classifier (EfficientNet-Lite0, packaged ImageNet weights), loaded once."""
-    from pipeline.classify import cached_classifier
+    from pipeline.classify import create_classifier
 
-    return cached_classifier("timm:tf_efficientnet_lite0", '{"device": "cpu"}')
+    return create_classifier("timm:tf_efficientnet_lite0", device="cpu")
 
 
 @pytest.fixture

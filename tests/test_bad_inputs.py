@@ -25,11 +25,12 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipeline.config import ImageConfig, SegmentConfig
+from pipeline.config import BuildConfig
 from pipeline.imageio import ImageDecodeError, decode_image, read_file_bytes
 from pipeline.segment import create_segmenter
 from pipeline.segment.annotation_formats import AnnotationError
 from pipeline.sources.folder import FolderSource
+from pipeline.stages import Backends
 from pipeline.stages.ingest import ingest_shard
 from pipeline.stages.segment import segment_shard
 from pipeline.store import BuildStore
@@ -243,6 +244,17 @@ def test_grayscale_and_unicode_named_files_decode(corpus: Path) -> None:
 # -- stage level: ingest quarantines, Hugging Face rows, annotations -----------------------------
 
 
+def build_config(source: dict, **sections: dict) -> BuildConfig:
+    return BuildConfig.model_validate({"source": source, "image": {"max_side": 96}, **sections})
+
+
+def ingest_all(store: BuildStore, source: dict) -> list:
+    """The ingest stage over every reference of a source, as one shard."""
+    config = build_config(source)
+    backends = Backends(config)
+    return ingest_shard(store, list(backends.source.refs()), backends, config)[1]
+
+
 def quarantine_reasons(store: BuildStore, stage: str) -> dict[str, str]:
     return {Path(e.uri).name: e.reason for e in store.quarantined() if e.stage == stage}
 
@@ -251,8 +263,7 @@ def test_ingest_quarantines_every_bad_file_and_keeps_every_good_one(
     corpus: Path, tmp_path: Path
 ) -> None:
     store = BuildStore(tmp_path / "build")
-    source = FolderSource(corpus)
-    _, images = ingest_shard(store, source, list(source.refs()), ImageConfig(max_side=96))
+    images = ingest_all(store, {"kind": "folder", "path": str(corpus)})
     reasons = quarantine_reasons(store, "ingest")
     assert set(reasons) == set(BAD_REASONS)
     for name, reason in reasons.items():
@@ -266,8 +277,6 @@ def test_ingest_quarantines_every_bad_file_and_keeps_every_good_one(
 def test_hugging_face_row_without_an_image_is_quarantined(tmp_path: Path) -> None:
     import datasets
 
-    from pipeline.sources.huggingface import HuggingFaceSource
-
     good = encode(photo("coffee", (32, 24)), "PNG")
     features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
     rows = {
@@ -275,9 +284,9 @@ def test_hugging_face_row_without_an_image_is_quarantined(tmp_path: Path) -> Non
         "label": [967, 967, 967],
     }
     datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "ds"))
-    source = HuggingFaceSource(path=str(tmp_path / "ds"), label_column="label")
+    source = {"kind": "huggingface", "path": str(tmp_path / "ds"), "label_column": "label"}
     store = BuildStore(tmp_path / "build")
-    _, images = ingest_shard(store, source, list(source.refs()), ImageConfig(max_side=96))
+    images = ingest_all(store, source)
     reasons = {e.uri.rsplit("/", 1)[-1]: e.reason for e in store.quarantined()}
     assert reasons == {
         "1": "row has no image in column 'image'",
@@ -351,16 +360,11 @@ def test_a_mask_of_the_wrong_size_quarantines_its_image_and_the_shard_goes_on(
         segmenter.segment([wrong], [None])
 
     store = BuildStore(tmp_path / "build")
-    source = FolderSource(root)
-    _, images = ingest_shard(store, source, list(source.refs()), ImageConfig(max_side=96))
-    config = SegmentConfig(backend="annotations", concepts=["road"], options=options)
-    _, found = segment_shard(
-        store,
-        images,
-        config,
-        "annotations:test",
-        lambda: create_segmenter("annotations", concepts=["road"], **options),
-    )
+    segment = {"backend": "annotations", "concepts": ["road"], "options": options}
+    config = build_config({"kind": "folder", "path": str(root)}, segment=segment)
+    backends = Backends(config)
+    _, images = ingest_shard(store, list(backends.source.refs()), backends, config)
+    _, found = segment_shard(store, images, backends, config)
     by_name = {Path(i.uri).name: i.image_id for i in images}
     assert [m.image_id for m in found] == [by_name["good.png"]] and found[0].kept
     reasons = quarantine_reasons(store, "segment")
@@ -376,15 +380,16 @@ def test_the_build_quarantines_bad_files_and_processes_good_ones(
     corpus: Path, tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import flows.build as build_module
+    import pipeline.stages as stages
 
     segmented: list[str] = []  # image ids the segment stage was given
-    original = build_module.segment_shard
+    original = stages.segment_shard
 
     def recording(store, images, *args):  # type: ignore[no-untyped-def]
         segmented.extend(image.image_id for image in images)
         return original(store, images, *args)
 
-    monkeypatch.setattr(build_module, "segment_shard", recording)
+    monkeypatch.setattr(stages, "segment_shard", recording)
     out = tmp_path / "build"
     config = {
         "name": "bad-inputs",

@@ -90,17 +90,22 @@ def test_counterfactual_differs_from_the_original_inside_the_mask_only(built: Pa
 
 
 def test_rerun_redoes_nothing_and_repairs_one_deleted_file(built: Path, monkeypatch) -> None:
+    import dataclasses
+
     import flows.build as build_module
+    from pipeline.config import BuildConfig
+    from pipeline.stages import Backends
 
     loads: list[str] = []
-    for name in ("load_segmenter", "load_stylizer", "load_classifier"):
-        original = getattr(build_module, name)
+    backends = Backends.of(BuildConfig.model_validate(CONFIG))  # the flow's, cached per process
+    for role in ("segmenter", "stylizer", "classifier"):
+        stage_backend = getattr(backends, role)
 
-        def counted(*args, _name=name, _original=original):  # type: ignore[no-untyped-def]
-            loads.append(_name)
-            return _original(*args)
+        def counted(_role=role, _load=stage_backend.load):  # type: ignore[no-untyped-def]
+            loads.append(_role)
+            return _load()
 
-        monkeypatch.setattr(build_module, name, counted)
+        monkeypatch.setattr(backends, role, dataclasses.replace(stage_backend, load=counted))
     before = snapshot(built)
     digest = (built / "manifest.parquet").read_bytes()
     build_module.build_dataset(config=CONFIG, out=str(built))
@@ -168,7 +173,7 @@ def test_an_up_to_date_build_starts_nothing_and_a_change_runs_the_flow(
     from typer.testing import CliRunner
 
     import flows.build
-    from pipeline.cli import app
+    from flows.cli import app
     from pipeline.store.stamp import STAMP_FILE
 
     photos = tmp_path / "photos"

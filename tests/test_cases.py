@@ -144,7 +144,8 @@ def write_build(root, manifest: pd.DataFrame, images: list[str]) -> BuildStore:
         for i in images
     ]
     write_table(store.manifest_path("images"), records_to_table("images", records))
-    rows = [Counterfactual.from_row(row) for row in manifest.to_dict("records")]
+    plain = manifest.astype(object).where(manifest.notna(), None)  # NaN labels as None
+    rows = [Counterfactual.from_row(row) for row in plain.to_dict("records")]
     write_table(store.manifest_path("counterfactuals"), records_to_table("counterfactuals", rows))
     return store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from flows.cli import app
 
 runner = CliRunner()
 
@@ -43,6 +43,7 @@ def test_edit_runs_the_flow_on_the_chosen_cases(tmp_path, monkeypatch, prefect_h
     """`conceptswap edit` → the `run_edits` flow → `pipeline.editing.runner.run_edits`, with the
     command's options; the comparison is printed."""
     from pipeline.editing import runner as edit_runner
+    from pipeline.store import edits_layout
 
     build = tmp_path / "build"
     build.mkdir()
@@ -54,15 +55,14 @@ def test_edit_runs_the_flow_on_the_chosen_cases(tmp_path, monkeypatch, prefect_h
 
     def fake_run(build_dir, model, layer, methods, **kwargs):
         calls.append((model, layer, list(methods), list(kwargs["cases"]), kwargs["budget_pp"]))
-        out = edit_runner.edits_dir(build_dir)
+        out = edits_layout.edits_dir(build_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / edit_runner.COMPARISON_MD).write_text("| method | SR |\n| rewrite | 0.5 |\n")
+        (out / edits_layout.COMPARISON_MD).write_text("| method | SR |\n| rewrite | 0.5 |\n")
         return out
 
     monkeypatch.setattr(edit_runner, "resolve_cases", fake_resolve)
     monkeypatch.setattr(edit_runner, "run_edits", fake_run)
-    monkeypatch.setattr(edit_runner, "write_comparison", lambda build_dir: None)
-    monkeypatch.setattr("pipeline.classify.cached_classifier", lambda *a, **k: object())
+    monkeypatch.setattr("pipeline.report.edits.write_comparison", lambda build_dir: None)
     args = ["edit", "--build", str(build), "--layer", "blocks.6.0.conv_pwl"]
     args += ["--method", "rewrite-closed", "--case", "b", "--case", "c", "--budget-pp", "0.5"]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})

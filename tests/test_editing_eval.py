@@ -16,20 +16,17 @@ from torch import nn
 from pipeline.cases import TEST_GROUPS, EditCase
 from pipeline.editing import runner
 from pipeline.editing import select as select_module
+from pipeline.editing.build_images import BuildImages, case_items
 from pipeline.editing.delta import EditResult
-from pipeline.editing.evaluate import (
-    BuildImages,
-    Predictor,
-    case_exemplars,
-    case_items,
-    evaluate_case,
-    mask_transform,
-)
-from pipeline.editing.methods import EDIT_METHODS, EditConfig
-from pipeline.editing.select import Candidate, select_edit
+from pipeline.editing.evaluate import case_exemplars, evaluate_case
+from pipeline.editing.masks import mask_transform
+from pipeline.editing.methods import Candidate, EditingMethod, EditInputs, RewriteClosed
+from pipeline.editing.predict import Predictor
+from pipeline.editing.select import select_edit
 from pipeline.editing.split import SplitModel
 from pipeline.hashing import stable_key
 from pipeline.records import ConceptMask, Counterfactual, SourceImage
+from pipeline.report.edits import comparison_html, write_comparison
 from pipeline.store import BuildStore
 from pipeline.store.manifest import records_to_table, write_table
 
@@ -382,8 +379,8 @@ def test_selection_reads_only_exemplars_and_validation(tiny_build):
     chosen = select_edit(
         classifier.model,
         "mid",
-        exemplars,
-        EditConfig(method="rewrite-closed"),
+        RewriteClosed(),
+        EditInputs(exemplars),
         predictor=predictor,
         train=items.train,
         validation=items.validation,
@@ -436,6 +433,7 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
     out = runner.run_edits(
         store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS
     )
+    write_comparison(store.root)
     cases = runner.load_cases(store.root)
     assert len(cases) == 2  # planned by build_cases: targets 1 and 2
     results = pd.read_parquet(out / "results.parquet")
@@ -452,7 +450,7 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
     comparison = pd.read_parquet(out / "comparison.parquet")
     assert set(comparison["method"]) == set(methods)
     assert (comparison["n_cases"] == 2).all()
-    fragment = runner.comparison_html(store.root)
+    fragment = comparison_html(store.root)
     assert "<table>" in fragment and 'src="../edits/comparison.png"' in fragment
     page = (store.root / "report" / "edits.html").read_text()
     assert fragment in page and "rewrite-closed" in page
@@ -464,7 +462,7 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
     def no_edit(*_args, **_kwargs):
         raise AssertionError("an edit method ran although its delta was saved")
 
-    monkeypatch.setattr(EDIT_METHODS, "create", no_edit)
+    monkeypatch.setattr(EditingMethod, "edit", no_edit)
     runner.run_edits(store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS)
     (out / "results.parquet").unlink()
     runner.run_edits(store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS)

@@ -9,7 +9,7 @@ from torch import nn
 from pipeline.editing.covariance import safe_inverse
 from pipeline.editing.exemplars import EditExemplars
 from pipeline.editing.layers import weight_matrix
-from pipeline.editing.methods import EditConfig, edit
+from pipeline.editing.methods import EditInputs, RewriteClosed
 from pipeline.editing.rewrite import (
     fit_lambda_matrix,
     low_rank_directions,
@@ -180,7 +180,7 @@ def test_edit_on_a_toy_pointwise_model_maps_transformed_key_to_original_value() 
     exemplars = EditExemplars(transformed, original, masks, torch.tensor([1]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
-    result = edit(model, "0", exemplars, EditConfig(method="rewrite-closed", case_id="toy"))
+    result = RewriteClosed().edit(model, "0", EditInputs(exemplars, case_id="toy"))
 
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert set(result.deltas) == {"0.weight"}

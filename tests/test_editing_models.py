@@ -25,7 +25,14 @@ from pipeline.editing.layers import (
     unfold_keys,
     weight_matrix,
 )
-from pipeline.editing.methods import EditConfig, available_methods, edit
+from pipeline.editing.methods import (
+    EditInputs,
+    Rewrite,
+    RewriteClosed,
+    RewriteMultiKey,
+    available_methods,
+    create_method,
+)
 
 SIZE = 32
 
@@ -249,6 +256,14 @@ def _masked_error(
 # every masked position), rewrite-multikey < 1e-6 (λ = 1e-4, fewer keys than dimensions),
 # rewrite (40 Adam steps) within 0.01 of rewrite-closed.
 RATIO_BOUNDS = {"rewrite-closed": 0.5, "rewrite-multikey": 0.01, "rewrite": 0.6}
+# the settings these bounds were observed with: plain L2 fit of the raw outputs, Λ only
+REWRITES = {
+    "rewrite-closed": RewriteClosed(),
+    "rewrite-multikey": RewriteMultiKey(multikey_lambda=1e-4),
+    "rewrite": Rewrite(
+        steps=40, lr=0.05, loss="l2", parametrization="low-rank", project_every=1, post=None
+    ),
+}
 
 
 @pytest.mark.parametrize("use_covariance", [False, True], ids=["C=I", "C=stats"])
@@ -259,8 +274,7 @@ def test_rewrite_methods_pull_masked_outputs_to_original_values(
     model, layer_name, exemplars, target = case
     state = {k: v.clone() for k, v in model.state_dict().items()}
     cov = covariances[layer_name] if use_covariance else None
-    config = EditConfig(method=method, steps=40, lr=0.05, multikey_lambda=1e-4, covariance=cov)
-    result = edit(model, layer_name, exemplars, config)
+    result = REWRITES[method].edit(model, layer_name, EditInputs(exemplars, covariance=cov))
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert list(result.deltas) == [f"{layer_name}.weight"]
 
@@ -279,8 +293,8 @@ def test_rewrite_methods_pull_masked_outputs_to_original_values(
 def test_finetune_methods_reduce_exemplar_loss(case, method: str) -> None:
     model, layer_name, exemplars, _ = case
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    config = EditConfig(method=method, steps=3, lr=1e-3, penalty="l2", penalty_weight=1e-3)
-    result = edit(model, layer_name, exemplars, config)
+    finetune = create_method(method, steps=3, lr=1e-3, penalty="l2", penalty_weight=1e-3)
+    result = finetune.edit(model, layer_name, EditInputs(exemplars))
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
     expected = (
@@ -304,14 +318,13 @@ def test_rewrite_options_rank_post_and_projection_on_resnet() -> None:
     target = collect_edit_data(model, layer_name, exemplars).values
     before = _masked_error(model, layer_name, exemplars, target)
 
-    rank2 = edit(model, layer_name, exemplars, EditConfig(method="rewrite-closed", rank=2))
+    rank2 = RewriteClosed(rank=2).edit(model, layer_name, EditInputs(exemplars))
     delta = rank2.deltas[f"{layer_name}.weight"].reshape(128, -1).double()
     assert _rank(delta) == 2
     with apply(model, rank2):
         assert _masked_error(model, layer_name, exemplars, target) < 0.5 * before
 
-    config = EditConfig(
-        method="rewrite",
+    rewrite = Rewrite(
         rank=2,
         steps=30,
         loss="l1",
@@ -319,7 +332,7 @@ def test_rewrite_options_rank_post_and_projection_on_resnet() -> None:
         parametrization="full",
         project_every=5,
     )
-    result = edit(model, layer_name, exemplars, config)
+    result = rewrite.edit(model, layer_name, EditInputs(exemplars))
     delta = result.deltas[f"{layer_name}.weight"].reshape(128, -1).double()
     assert _rank(delta, rtol=1e-4) == 2
     assert '"post": ["layer2.0.bn2"]' in result.metadata["config"]
@@ -336,4 +349,4 @@ def test_registry_lists_methods_and_rejects_unknown() -> None:
         "finetune-global",
     } <= set(available_methods())
     with pytest.raises(ValueError, match="unknown edit method"):
-        edit(_resnet(), "layer2.0.conv2", _exemplars(1), EditConfig(method="nope"))
+        create_method("nope")

@@ -484,7 +484,7 @@ def client_main(build: str, repo_id: str, out: str) -> None:
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     from datasets import Image, load_dataset
 
-    from pipeline.store.publish import publish
+    from pipeline.publish import publish
 
     first = publish(build, repo_id, out_dir=Path(out) / "first")
     loaded: dict[str, Any] = {}
@@ -646,8 +646,7 @@ def test_publish_load_dataset_and_republish_over_http(
 def test_dry_run_writes_the_exact_folder_and_export_is_deterministic(
     tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog, capsys
 ) -> None:
-    from pipeline.store.hf_export import read_export_bytes
-    from pipeline.store.publish import default_folder, publish
+    from pipeline.publish import default_folder, publish, read_export_bytes
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     caplog.set_level(logging.DEBUG)
@@ -671,7 +670,7 @@ def test_dry_run_writes_the_exact_folder_and_export_is_deterministic(
 
 
 def test_shards_respect_the_max_shard_size(tiny_build: Path, tmp_path: Path) -> None:
-    from pipeline.store.hf_export import export_build
+    from pipeline.publish import export_build
 
     result = export_build(tiny_build, tmp_path / "small", max_shard_size="20kB")
     (config,) = [c for c in result.configs if c.name == "counterfactuals"]
@@ -684,8 +683,7 @@ def test_shards_respect_the_max_shard_size(tiny_build: Path, tmp_path: Path) -> 
 def test_unknown_source_license_is_refused_unless_allowed(tiny_build: Path, tmp_path: Path) -> None:
     import shutil
 
-    from pipeline.store.hf_export import UnknownLicenseError
-    from pipeline.store.publish import publish
+    from pipeline.publish import UnknownLicenseError, publish
 
     build = tmp_path / "no-license"
     shutil.copytree(tiny_build, build, ignore=shutil.ignore_patterns("publish"))
@@ -717,7 +715,7 @@ def test_publish_command_dry_run_and_license_refusal(tiny_build: Path, tmp_path:
 
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from flows.cli import app
 
     cli = CliRunner()
     result = cli.invoke(app, ["publish", str(tiny_build), "--repo-id", REPO_ID, "--dry-run"])
@@ -739,3 +737,27 @@ def test_publish_command_dry_run_and_license_refusal(tiny_build: Path, tmp_path:
     refused = cli.invoke(app, ["publish", str(build), "--repo-id", REPO_ID, "--dry-run"])
     assert refused.exit_code == 2 and "license" in refused.output
     assert not (build / "publish").exists()
+
+
+def test_plain_export_columns_take_their_types_from_the_records() -> None:
+    """Given the record declarations, the export's plain columns have the same types; the
+    labels are `ClassLabel`s and the nested values decoded structures, declared for the export."""
+    from datasets import ClassLabel, Image, Value
+
+    from pipeline.publish import counterfactual_features
+    from pipeline.records import Counterfactual
+
+    features = counterfactual_features(["mask_quality"])
+    labels = {"label", "clean_pred", "cf_pred"}
+    plain = [c for c in Counterfactual.columns() if c.name in features and not c.json]
+    assert {c.name for c in plain} >= {"cf_id", "blend", "kept", "clean_true_prob"}
+    for column in plain:
+        if column.name not in labels:
+            assert features[column.name] == Value(column.dtype), column.name
+    assert all(isinstance(features[name], ClassLabel) for name in labels)
+    assert all(isinstance(features[n], Image) for n in ("image", "mask", "counterfactual"))
+    schema = features.arrow_schema
+    topk = pa.list_(pa.struct([("class", pa.int64()), ("prob", pa.float64())]))
+    assert schema.field("clean_topk").type == topk == schema.field("cf_topk").type
+    verdict = pa.struct([("ok", pa.bool_()), ("reason", pa.string())])
+    assert schema.field("verdicts").type == pa.struct([("mask_quality", verdict)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -14,7 +15,6 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.config import ClassifierConfig
 from pipeline.hashing import pixels_id, stable_key
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, StyleImage, Stylized
 from pipeline.report import run_audit, summary_markdown
@@ -144,7 +144,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> BuildStore:
 def test_audit_predicts_every_counterfactual_and_caches(build: BuildStore):
     classifier = MeanColourClassifier()
     predictions = audit(build.root, classifier, batch_size=5)
-    manifest = pd.read_parquet(build.manifest_path("counterfactuals"))
+    manifest = build.frame("counterfactuals")
     assert list(predictions.columns) == PREDICTION_COLUMNS
     assert sorted(predictions["cf_id"]) == sorted(manifest["cf_id"]) and len(predictions) == 24
     # the reference is the label, or the clean prediction for the unlabelled image
@@ -168,9 +168,11 @@ def test_cached_rows_follow_the_manifest_verdicts(tmp_path: Path):
     store = make_build(tmp_path / "build")
     classifier = MeanColourClassifier()
     first = audit(store.root, classifier)
-    manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
-    manifest["kept"] = ~manifest["kept"]  # e.g. a re-run with other filter settings
-    manifest.to_parquet(store.manifest_path("counterfactuals"))
+    flipped = [  # e.g. a re-run with other filter settings
+        dataclasses.replace(cf, kept=not cf.kept) for cf in store.read("counterfactuals")
+    ]
+    store.write_part("counterfactuals", "flipped", flipped)
+    store.consolidate("counterfactuals", ["flipped"])
     calls = classifier.calls
     again = audit(store.root, classifier)
     assert classifier.calls == calls
@@ -224,15 +226,15 @@ def test_report_can_embed_images_and_restrict_to_kept_rows(build: BuildStore):
 
 
 def test_run_audit_loads_classifiers_by_name(build: BuildStore, monkeypatch: pytest.MonkeyPatch):
-    import pipeline.stages.models as models
+    import pipeline.report as report
 
     loaded: list[str] = []
 
-    def fake_load(config: ClassifierConfig) -> MeanColourClassifier:
-        loaded.append(config.name)
-        return MeanColourClassifier(name=config.name)
+    def fake_create(name: str, **options: object) -> MeanColourClassifier:
+        loaded.append(name)
+        return MeanColourClassifier(name=name)
 
-    monkeypatch.setattr(models, "load_classifier", fake_load)
+    monkeypatch.setattr(report, "create_classifier", fake_create)
     path = run_audit(build.root, ["toy:a", "toy:b", "toy:a"])
     assert loaded == ["toy:a", "toy:b"]  # each model once
     assert path.is_file() and "toy:b@t20" in path.read_text()

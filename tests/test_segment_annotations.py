@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 from pipeline.imageio import decode_image, read_file_bytes, resize_max_side
 from pipeline.segment import create_segmenter
 from pipeline.segment.annotation_formats import AnnotationError, load_coco, working_shape
+from pipeline.segment.quality import finalize
 
 HEIGHT, WIDTH = 60, 80
 
@@ -116,7 +117,9 @@ def test_coco_polygons_and_rle_are_reproduced_pixel_exactly(coco_set):
     )
     street = working(coco_set["root"] / "street.png", 384)
     field = working(coco_set["root"] / "sub" / "field.png", 384)
-    found = segmenter.segment([field, street], [None, 817])
+    raw = segmenter.segment([field, street], [None, 817])
+    assert [d.concept for d in raw[1]].count("car") == 2  # one detection per instance
+    found = [finalize(detections) for detections in raw]  # what the segment stage keeps
     on_street = {d.concept: d for d in found[1]}
     assert set(on_street) == {"car", "road", "tire"}  # `tyre` in the file is the concept `tire`
 
@@ -289,36 +292,36 @@ def test_hugging_face_mask_columns_and_segmentation_maps(coco_set):
 
 
 def test_the_segment_stage_finds_ground_truth_for_ingested_images(coco_set, tmp_path):
-    from pipeline.config import ImageConfig, SegmentConfig
-    from pipeline.sources.folder import FolderSource
+    from pipeline.config import BuildConfig
+    from pipeline.stages import Backends
     from pipeline.stages.ingest import ingest_shard
     from pipeline.stages.segment import segment_shard
     from pipeline.store import BuildStore
 
     store = BuildStore(tmp_path / "build")
-    source = FolderSource(coco_set["root"])
-    _, images = ingest_shard(store, source, list(source.refs()), ImageConfig(max_side=40))
-    config = SegmentConfig(
-        backend="annotations",
-        concepts=["road", "car"],
-        options={
-            "coco_json": str(coco_set["json"]),
-            "image_root": str(coco_set["root"]),
-            "max_side": 40,
-        },
-        min_area=0.0,
+    config = BuildConfig.model_validate(
+        {
+            "source": {"kind": "folder", "path": str(coco_set["root"])},
+            "image": {"max_side": 40},  # the backend gets it as its max_side
+            "segment": {
+                "backend": "annotations",
+                "concepts": ["road", "car"],
+                "options": {
+                    "coco_json": str(coco_set["json"]),
+                    "image_root": str(coco_set["root"]),
+                },
+                "min_area": 0.0,
+            },
+        }
     )
-    _, masks = segment_shard(
-        store,
-        images,
-        config,
-        "annotations:test",
-        lambda: create_segmenter("annotations", concepts=config.concepts, **config.options),
-    )
+    backends = Backends(config)
+    _, images = ingest_shard(store, list(backends.source.refs()), backends, config)
+    _, masks = segment_shard(store, images, backends, config)
     street = next(i for i in images if i.uri.endswith("street.png"))
     found = {m.concept: m for m in masks if m.image_id == street.image_id}
     assert set(found) == {"road", "car"} and all(m.kept for m in found.values())
-    assert found["road"].segmenter_id.startswith("annotations@v1(")
+    assert found["road"].segmenter_id == backends.segmenter.id
+    assert backends.segmenter.load().id.startswith("annotations@v1(")
     rows = np.floor((np.arange(30) + 0.5) * HEIGHT / 30).astype(int)
     cols = np.floor((np.arange(40) + 0.5) * WIDTH / 40).astype(int)
     stored = store.load_mask(found["road"].path)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipeline.config import SegmentConfig
+from pipeline.report.build_overview import build_concept_stats
 from pipeline.segment import create_segmenter, segmenters
 from pipeline.segment.base import ConceptDetection, Segmenter
 from pipeline.segment.detectron2_backend import (
@@ -21,10 +22,15 @@ from pipeline.segment.detectron2_backend import (
     panoptic_to_detections,
     route_concepts,
 )
-from pipeline.segment.quality import dilate_mask, finalize, instances_to_detections, merge_instances
-from pipeline.segment.stats import concept_stats, format_concept_stats, rejection_rule
+from pipeline.segment.quality import (
+    dilate_mask,
+    finalize,
+    instances_to_detections,
+    merge_instances,
+    quality_rejection,
+)
+from pipeline.segment.stats import format_concept_stats, rejection_rule
 from pipeline.segment.vocabulary import coco_label_names, coco_stuff_names, coco_thing_names
-from pipeline.stages.segment import quality_rejection
 
 
 def box(shape: tuple[int, int], top: int, left: int, bottom: int, right: int) -> np.ndarray:
@@ -97,12 +103,14 @@ def test_instances_to_detections_maps_labels_thresholds_and_merges():
     probabilities[1, 0, 0, 5] = 0.4  # below the mask threshold
     probabilities[2, 0] = 0.9
     probabilities[3, 0] = 0.9
-    found = instances_to_detections(
-        torch.tensor([car, car, person, na]),
-        torch.tensor([0.55, 0.95, 0.2, 0.99]),
-        probabilities,
-        names,
-        score_threshold=0.5,
+    found = finalize(  # the stage's post-processing merges the two cars
+        instances_to_detections(
+            torch.tensor([car, car, person, na]),
+            torch.tensor([0.55, 0.95, 0.2, 0.99]),
+            probabilities,
+            names,
+            score_threshold=0.5,
+        )
     )
     assert [(d.concept, round(d.score, 2)) for d in found] == [("car", 0.95)]
     assert found[0].mask.sum() == 9 + 9 and not found[0].mask[0, 5]
@@ -135,8 +143,8 @@ def test_detectron2_instances_convert_through_the_lvis_vocabulary():
         scores=torch.tensor([0.6, 0.8, 0.7, 0.99]),
         pred_masks=masks,
     )
-    found = detections_from_instances(
-        instances, names, {"wheel": "wheel", "headlight": "headlight"}
+    found = finalize(
+        detections_from_instances(instances, names, {"wheel": "wheel", "headlight": "headlight"})
     )
     assert [(d.concept, round(d.score, 2)) for d in found] == [("wheel", 0.8), ("headlight", 0.7)]
     assert found[0].mask.sum() == 4 + 4 and found[0].mask.shape == (5, 7)
@@ -172,7 +180,7 @@ def test_detectron2_panoptic_segments_become_stuff_and_thing_masks():
     ]
     found = {
         d.concept: d
-        for d in panoptic_to_detections(panoptic, segments, thing_classes, stuff_classes)
+        for d in finalize(panoptic_to_detections(panoptic, segments, thing_classes, stuff_classes))
     }
     assert set(found) == {"sky", "road", "car"}
     assert np.array_equal(found["road"].mask, (panoptic == 2).numpy())
@@ -242,7 +250,8 @@ def test_torchvision_maskrcnn_runs_the_real_architecture_on_cpu(random_maskrcnn,
     assert "random(seed=0)" in random_maskrcnn.id
     raw = random_maskrcnn.predict(tiny_images[:1])[0]
     assert raw["masks"].shape[1:] == (1, 64, 64) and 0 < len(raw["labels"]) <= 5
-    found = random_maskrcnn.segment(tiny_images, [None, 3])
+    raw_found = random_maskrcnn.segment(tiny_images, [None, 3])
+    found = [finalize(detections) for detections in raw_found]  # the stage's post-processing
     assert len(found) == 2 and all(found), "a near-zero threshold must let random detections out"
     for image, detections in zip(tiny_images, found, strict=True):
         concepts = [d.concept for d in detections]
@@ -327,7 +336,7 @@ def test_concept_stats_counts_rejections_and_area_quantiles(tmp_path):
     (build / "manifests").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), build / "manifests" / "masks.parquet")
 
-    stats = {row["concept"]: row for row in concept_stats(build)}
+    stats = {row["concept"]: row for row in build_concept_stats(build)}
     road, wheel = stats["road"], stats["wheel"]
     assert (road["images"], road["masks"], road["kept"], road["rejected"]) == (3, 5, 4, 1)
     assert road["rejected_min_score"] == 1 and road["rejected_min_area"] == 0
@@ -347,4 +356,4 @@ def test_concept_stats_counts_rejections_and_area_quantiles(tmp_path):
     table = format_concept_stats(list(stats.values()))
     assert table.row_count == 2 and len(table.columns) == 9
     with pytest.raises(FileNotFoundError, match="masks manifest"):
-        concept_stats(tmp_path / "nowhere")
+        build_concept_stats(tmp_path / "nowhere")

@@ -17,9 +17,9 @@ from pipeline.segment.cam_concepts import CAM_CONCEPT_CLASSES, supported_concept
 
 @pytest.fixture(scope="module")
 def clf():
-    from pipeline.classify import cached_classifier
+    from pipeline.classify import create_classifier
 
-    return cached_classifier("timm:tf_efficientnet_lite0", '{"device": "cpu"}')
+    return create_classifier("timm:tf_efficientnet_lite0", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def photos() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def objseg(clf) -> CamSegmenter:
-    return CamSegmenter(("object", "background"), classifier_obj=clf)
+    return CamSegmenter(("object", "background"), classifier=clf)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def _frac(mask: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> float
 
 
 def test_is_a_registered_segmenter(clf):
-    seg = create_segmenter("cam", concepts=["object"], classifier_obj=clf)
+    seg = create_segmenter("cam", concepts=["object"], classifier=clf)
     assert isinstance(seg, Segmenter)
     assert seg.concepts == ("object",)
 
@@ -110,7 +110,7 @@ def test_label_selects_the_cam_class(objseg, photos):
 def test_masks_have_the_input_size_for_odd_sizes(clf, photos):
     seg = CamSegmenter(
         ("object", "background", "helmet"),
-        classifier_obj=clf,
+        classifier=clf,
         windows=(120,),
         crop_size=64,
         threshold=0.01,
@@ -122,8 +122,13 @@ def test_masks_have_the_input_size_for_odd_sizes(clf, photos):
             assert det.mask.shape == image.shape[:2] and det.mask.dtype == bool
 
 
-def test_crops_are_batched_across_images(clf, photos):
-    seg = CamSegmenter(("helmet", "clock"), classifier_obj=clf, batch_size=40, crop_size=64)
+def test_crops_are_batched_across_images(photos):
+    from pipeline.classify import create_classifier
+
+    # crops go through the classifier in batches of its own batch size (one setting per model)
+    clf = create_classifier("timm:tf_efficientnet_lite0", device="cpu", batch_size=40)
+    seg = CamSegmenter(("helmet", "clock"), classifier=clf, crop_size=64)
+    assert seg.batch_size == 40
     images = [photos["chelsea"], photos["coffee"]]
     crops = [len(seg.boxes(*_work_shape(image, seg.work_size))) for image in images]
     per_image = sum(math.ceil(n / seg.batch_size) for n in crops)
@@ -148,7 +153,7 @@ def _work_shape(image: np.ndarray, size: int) -> tuple[int, int]:
 
 def test_helmet_is_found_on_the_astronauts_helmet(clf):
     image = skimage.data.astronaut()  # the helmet is held in the lower right corner
-    seg = CamSegmenter(("helmet", "cup"), classifier_obj=clf)
+    seg = CamSegmenter(("helmet", "cup"), classifier=clf)
     dets = {d.concept: d for d in seg.segment([image], [None])[0]}
     assert "cup" not in dets  # no crop of the astronaut looks like a cup
     helmet = dets["helmet"]
@@ -173,9 +178,9 @@ def test_concept_table_names_real_imagenet_classes():
 
 
 def test_id_names_classifier_and_mask_settings(clf):
-    a = CamSegmenter(("object",), classifier_obj=clf)
+    a = CamSegmenter(("object",), classifier=clf)
     assert a.id.startswith(f"cam@v1({clf.id},")
     for key in ("work=320", "win=80-120", "stride=0.5", "crop=160", "thr=0.4", "sp=200", "gc=5"):
         assert key in a.id
-    assert CamSegmenter(("object",), classifier_obj=clf, threshold=0.5).id != a.id
-    assert CamSegmenter(("object",), classifier_obj=clf, windows=(64,)).id != a.id
+    assert CamSegmenter(("object",), classifier=clf, threshold=0.5).id != a.id
+    assert CamSegmenter(("object",), classifier=clf, windows=(64,)).id != a.id

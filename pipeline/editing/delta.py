@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pipeline.store.atomic import atomic_write_bytes
+
 EDIT_FORMAT = "conceptswap.edit-delta.v1"
 
 
@@ -45,16 +47,15 @@ class EditResult:
         self.metadata = _as_metadata(self.metadata)
 
     def save(self, path: str | Path) -> Path:
-        """Write deltas and metadata to one ``.safetensors`` file (parents created)."""
-        from safetensors.torch import save_file
+        """Write deltas and metadata to one ``.safetensors`` file, atomically (parents
+        created)."""
+        from safetensors.torch import save
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         if "format" in self.metadata and self.metadata["format"] != EDIT_FORMAT:
             raise ValueError("metadata key 'format' is reserved")
         tensors = {name: delta.detach().cpu().contiguous() for name, delta in self.deltas.items()}
-        save_file(tensors, str(path), metadata={**self.metadata, "format": EDIT_FORMAT})
-        return path
+        data = save(tensors, metadata={**self.metadata, "format": EDIT_FORMAT})
+        return atomic_write_bytes(path, data)
 
     @classmethod
     def load(cls, path: str | Path) -> EditResult:

@@ -8,27 +8,12 @@ are left untouched; the result is returned as deltas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.editing.exemplars import EditExemplars
 from pipeline.editing.layers import eval_mode, functional_forward, resolve_layer, weight_param_name
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Optimiser settings of the fine-tuning baselines."""
-
-    lr: float = 1e-4
-    steps: int = 200
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    penalty: str | None = None
-    penalty_weight: float = 0.0
-    include_original: bool = False
 
 
 def parameters_from(model: nn.Module, layer_name: str) -> list[str]:
@@ -73,9 +58,23 @@ def _penalty(current: dict[str, Tensor], start: dict[str, Tensor], kind: str | N
 
 
 def finetune_deltas(
-    model: nn.Module, names: list[str], exemplars: EditExemplars, settings: FinetuneSettings
+    model: nn.Module,
+    names: list[str],
+    exemplars: EditExemplars,
+    *,
+    lr: float,
+    steps: int,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    penalty: str | None = None,
+    penalty_weight: float = 0.0,
+    include_original: bool = False,
 ) -> dict[str, Tensor]:
     """Train the named parameters on the exemplars; return ``trained − original`` per name.
+
+    ``optimizer``: ``adam`` or ``sgd`` (with ``momentum``); ``penalty``: ``l1`` / ``l2`` distance
+    to the original weights, times ``penalty_weight``; ``include_original``: also fit the clean
+    exemplars to their labels.
 
     Only ``torch.autograd.grad`` is used (no ``backward``), so ``.grad`` of the model's own
     parameters is never written. The model runs in eval mode (BatchNorm statistics frozen).
@@ -84,21 +83,19 @@ def finetune_deltas(
     start = {name: params[name].detach().clone() for name in names}
     trainable = {name: tensor.clone().requires_grad_(True) for name, tensor in start.items()}
     frozen = {name: p.detach() for name, p in params.items() if name not in trainable}
-    if settings.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(trainable.values(), lr=settings.lr)
-    elif settings.optimizer == "sgd":
-        optimizer = torch.optim.SGD(trainable.values(), lr=settings.lr, momentum=settings.momentum)
+    if optimizer == "adam":
+        step: torch.optim.Optimizer = torch.optim.Adam(trainable.values(), lr=lr)
+    elif optimizer == "sgd":
+        step = torch.optim.SGD(trainable.values(), lr=lr, momentum=momentum)
     else:
-        raise ValueError(f"unknown optimizer {settings.optimizer!r}; use 'adam' or 'sgd'")
+        raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'sgd'")
     with eval_mode(model), torch.enable_grad():
-        for _ in range(settings.steps):
-            loss = exemplar_loss(
-                model, exemplars, {**frozen, **trainable}, settings.include_original
-            )
-            if settings.penalty_weight:
-                loss = loss + settings.penalty_weight * _penalty(trainable, start, settings.penalty)
+        for _ in range(steps):
+            loss = exemplar_loss(model, exemplars, {**frozen, **trainable}, include_original)
+            if penalty_weight:
+                loss = loss + penalty_weight * _penalty(trainable, start, penalty)
             grads = torch.autograd.grad(loss, list(trainable.values()))
             for tensor, grad in zip(trainable.values(), grads, strict=True):
                 tensor.grad = grad
-            optimizer.step()
+            step.step()
     return {name: (trainable[name].detach() - start[name]) for name in names}

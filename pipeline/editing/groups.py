@@ -140,8 +140,8 @@ def build_group_cases(
     so the folder holds one consistent set.
     """
     store = BuildStore(build_dir)
-    manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
-    images = pd.read_parquet(store.manifest_path("images"), columns=["image_id"])
+    manifest = store.frame("counterfactuals")
+    images = store.frame("images", columns=["image_id"])
     cases = plan_group_cases(
         manifest,
         sorted(images["image_id"]),

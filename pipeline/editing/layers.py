@@ -289,3 +289,18 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 PostFn = Callable[[Tensor], Tensor]
+
+
+def norm_after(model: nn.Module, layer: str) -> list[str]:
+    """``[name]`` of the normalisation module right after ``layer`` in the same parent (e.g.
+    ``blocks.6.0.bn3`` after ``blocks.6.0.conv_pwl``), or ``[]`` if the next sibling is not a
+    norm layer: where the rewrite compares values by default."""
+    parent, _, leaf = layer.rpartition(".")
+    container = model.get_submodule(parent) if parent else model
+    names = [name for name, _ in container.named_children()]
+    if leaf not in names or names.index(leaf) + 1 >= len(names):
+        return []
+    following = names[names.index(leaf) + 1]
+    if "Norm" not in type(container.get_submodule(following)).__name__:
+        return []
+    return [f"{parent}.{following}" if parent else following]

@@ -1,25 +1,35 @@
-"""One entry point for every editing method: ``edit(model, layer_name, exemplars, config)``.
+"""Editing methods: one class per method, each a frozen dataclass of its own settings.
 
-Methods (registry :data:`EDIT_METHODS`, by name):
+Every method has a registry ``name`` (used in configs and the CLI), a selection ``grid`` of
+:class:`Candidate` settings, and one verb::
 
-* ``rewrite-closed`` — closed-form rank-one rewrite ``ΔW = Λ dᵀ``, ``d ∝ C⁻¹ k*``
-  (``rank > 1``: ``ΔW = Λ Dᵀ`` with SVD directions, ``Λ`` still by least squares);
-* ``rewrite-multikey`` — ``ΔW = R Kᵀ (λC + K Kᵀ)⁻¹``, every masked key → its value at once;
-* ``rewrite`` — Santurkar et al.: ``ΔW = Λ Dᵀ`` with ``D`` fixed, ``Λ`` by Adam on the
-  mask-weighted L1/L2 loss of the layer's (optionally post-processed) outputs;
-* ``finetune-local`` / ``finetune-global`` — cross-entropy fine-tuning of the layer's weight /
-  of the layer and every parameter registered after it.
+    result = Rewrite(lr=0.05).edit(model, "blocks.6.0.conv_pwl", EditInputs(exemplars, cov))
 
-All methods leave the model as they found it and return an
-:class:`~pipeline.editing.delta.EditResult`; use :func:`~pipeline.editing.delta.apply` to edit.
+========================  ==================================================================
+``rewrite``               :class:`Rewrite` — Santurkar et al.: ``ΔW = Λ Dᵀ`` with ``D`` fixed,
+                          fitted by Adam on the mask-weighted loss of the layer's outputs
+``rewrite-closed``        :class:`RewriteClosed` — closed-form ``ΔW = Λ dᵀ``, ``d ∝ C⁻¹ k*``
+                          (``rank > 1``: SVD directions, ``Λ`` still by least squares)
+``rewrite-multikey``      :class:`RewriteMultiKey` — ``ΔW = R Kᵀ (λC + K Kᵀ)⁻¹``, every masked
+                          key → its value at once
+``finetune-local``        :class:`FinetuneLocal` — cross-entropy fine-tuning of the layer
+``finetune-global``       :class:`FinetuneGlobal` — of the layer and every parameter after it
+========================  ==================================================================
+
+The math lives in :mod:`~pipeline.editing.rewrite`, :mod:`~pipeline.editing.finetune` and
+:mod:`~pipeline.editing.covariance`; a class only maps its settings onto those functions. Every
+method leaves the model as it found it and returns an :class:`EditResult` (apply it with
+:func:`~pipeline.editing.delta.apply`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -27,12 +37,13 @@ from torch import Tensor, nn
 from pipeline.editing.covariance import Covariance, CovarianceFactor, safe_inverse
 from pipeline.editing.delta import EditResult
 from pipeline.editing.exemplars import EditExemplars, collect_edit_data
-from pipeline.editing.finetune import FinetuneSettings, finetune_deltas, parameters_from
+from pipeline.editing.finetune import finetune_deltas, parameters_from
 from pipeline.editing.layers import (
     PostFn,
     eval_mode,
     matrix_to_weight,
     model_device,
+    norm_after,
     resolve_layer,
     weight_matrix,
     weight_param_name,
@@ -49,232 +60,364 @@ from pipeline.editing.rewrite import (
 )
 from pipeline.registry import Registry
 
-# Defaults by method when ``EditConfig.lr`` / ``steps`` are None. ``rewrite`` optimises Λ in
-# units of the layer's values (directions are scaled so dᵀk* = 1), hence the larger rate.
-DEFAULT_LR = {"rewrite": 5e-2, "finetune-local": 1e-4, "finetune-global": 1e-4}
-DEFAULT_STEPS = {"rewrite": 400, "finetune-local": 200, "finetune-global": 200}
+# ``Rewrite.post`` default: compare values after the norm layer that follows the edited layer
+NORM_AFTER = "norm-after"
 
 
-@dataclass
-class EditConfig:
-    """Settings of every method (each reads the fields it needs).
+@dataclass(frozen=True)
+class Candidate:
+    """One grid point: settings overriding the method's defaults, and a scale applied to the
+    resulting delta (``EditResult.scaled``; one solve serves several scales)."""
 
-    ``covariance``: ``C = E[k kᵀ]`` of the layer's keys ``(D, D)`` (see
-    :mod:`pipeline.editing.covariance`), or its :class:`CovarianceFactor` to reuse one
-    eigendecomposition across edits; ``None`` means ``C = I``, i.e. the plain update along
-    the key itself. ``cov_floor`` / ``cov_ridge``: relative regularisation of ``C⁻¹``.
-    ``post``: a callable, or module names of ``model`` applied in order, mapping the layer's
-    outputs to where values are compared (``rewrite`` only).
+    params: Mapping[str, Any] = field(default_factory=dict)
+    scale: float = 1.0
+
+    @property
+    def label(self) -> str:
+        parts = [f"{key}={value}" for key, value in sorted(self.params.items())]
+        if self.scale != 1.0:
+            parts.append(f"scale={self.scale}")
+        return ",".join(parts) or "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dict(self.params), "scale": self.scale}
+
+
+@dataclass(frozen=True)
+class EditInputs:
+    """What one edit is computed from besides the model and the layer.
+
+    ``exemplars``: the case's train exemplars; ``covariance``: ``C = E[k kᵀ]`` of the layer's
+    keys ``(D, D)`` or its :class:`CovarianceFactor` (``None``: ``C = I``, the plain update along
+    the key itself; only the rewrite methods read it); ``case_id`` / ``model_id``: recorded in
+    the result's metadata.
     """
 
-    method: str = "rewrite"
+    exemplars: EditExemplars
     covariance: Covariance | None = None
-    cov_floor: float = 1e-6
-    cov_ridge: float = 0.0
-    key_summary: str = "mean"
-    rank: int = 1
-    multikey_lambda: float = 1e-2
-    loss: str = "l2"
-    lr: float | None = None
-    steps: int | None = None
-    schedule: str = "cosine"
-    parametrization: str = "low-rank"
-    project_every: int = 1
-    post: PostFn | Sequence[str] | None = None
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    penalty: str | None = None
-    penalty_weight: float = 0.0
-    include_original: bool = False
-    model_id: str | None = None
-    case_id: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR.get(self.method, 1e-3)
-
-    def resolved_steps(self) -> int:
-        return self.steps if self.steps is not None else DEFAULT_STEPS.get(self.method, 100)
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-safe view for metadata: tensors by shape, callables by name, defaults resolved."""
-        skip = {"covariance", "post", "extra"}
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-        out["extra"] = dict(self.extra)
-        cov = self.covariance
-        if cov is None:
-            out["covariance"] = "identity"
-        elif isinstance(cov, CovarianceFactor):
-            out["covariance"] = f"factor[{cov.dim}]"
-        else:
-            out["covariance"] = f"tensor{list(cov.shape)}"
-        post = self.post
-        if post is None or isinstance(post, str):
-            out["post"] = post
-        elif callable(post):
-            out["post"] = getattr(post, "__qualname__", type(post).__name__)
-        else:
-            out["post"] = list(post)
-        out["lr"], out["steps"] = self.resolved_lr(), self.resolved_steps()
-        return out
+    case_id: str = ""
+    model_id: str = ""
 
 
-EditMethod = Callable[..., dict[str, Tensor]]
-EDIT_METHODS: Registry[dict[str, Tensor]] = Registry("edit method")
+def _json_safe(value: Any) -> Any:
+    """Settings as JSON: sequences as lists, callables by name."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if callable(value):
+        return getattr(value, "__qualname__", type(value).__name__)
+    if isinstance(value, Sequence):
+        return [_json_safe(item) for item in value]
+    return str(value)
+
+
+def _describe_covariance(covariance: Covariance | None) -> str:
+    if covariance is None:
+        return "identity"
+    if isinstance(covariance, CovarianceFactor):
+        return f"factor[{covariance.dim}]"
+    return f"tensor{list(covariance.shape)}"
+
+
+class EditingMethod(ABC):
+    """Base of the editing methods; subclasses are frozen dataclasses of their settings.
+
+    Subclasses set ``name`` and ``grid`` and implement :meth:`deltas`; :meth:`edit` is the
+    shared entry point (device and dtype of the exemplars, detached deltas, metadata).
+    """
+
+    name: ClassVar[str]
+    grid: ClassVar[tuple[Candidate, ...]]
+
+    @abstractmethod
+    def deltas(self, model: nn.Module, layer: str, case: EditInputs) -> dict[str, Tensor]:
+        """Parameter name → ΔW in the parameter's shape; ``case`` is on the model's device."""
+
+    def resolved(self, model: nn.Module, layer: str) -> EditingMethod:
+        """The method with settings that depend on the model (e.g. "the norm layer after the
+        edited one") made explicit; what :meth:`edit` runs and records."""
+        return self
+
+    def edit(self, model: nn.Module, layer: str, case: EditInputs) -> EditResult:
+        """Compute an edit of ``model`` at ``layer`` from ``case``; the model is unchanged.
+
+        Exemplars are moved to the model's device and the layer's dtype. The closed forms are
+        computed in float64; the gradient methods run in the layer's dtype (edit float32
+        models). The metadata holds model, layer, method, settings (JSON, with the covariance
+        by shape), case id, number of exemplars and the edited parameters.
+        """
+        module = resolve_layer(model, layer)
+        exemplars = case.exemplars.to(model_device(model), module.weight.dtype)
+        method = self.resolved(model, layer)
+        deltas = method.deltas(model, layer, dataclasses.replace(case, exemplars=exemplars))
+        deltas = {name: delta.detach() for name, delta in deltas.items()}
+        config = {
+            "method": self.name,
+            **method.settings(),
+            "covariance": _describe_covariance(case.covariance),
+        }
+        metadata = {
+            "model": case.model_id or type(model).__name__,
+            "layer": layer,
+            "method": self.name,
+            "config": json.dumps(config, sort_keys=True, default=str),
+            "case_id": case.case_id,
+            "n_exemplars": str(len(exemplars)),
+            "params": json.dumps(sorted(deltas)),
+            "torch": torch.__version__,
+        }
+        return EditResult(deltas=deltas, metadata=metadata)
+
+    def settings(self) -> dict[str, Any]:
+        """The method's settings as JSON-safe values (part of the results' run key)."""
+        return {f.name: _json_safe(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def with_params(self, params: Mapping[str, Any]) -> EditingMethod:
+        """The same method with some settings replaced (a grid candidate's ``params``)."""
+        return dataclasses.replace(self, **dict(params))
+
+
+EDIT_METHODS: Registry[EditingMethod] = Registry("edit method")
+M = TypeVar("M", bound=type[EditingMethod])
+
+
+def register(cls: M) -> M:
+    """Class decorator: register a method class under its ``name``."""
+    EDIT_METHODS.register(cls.name)(cls)
+    return cls
 
 
 def available_methods() -> list[str]:
     return EDIT_METHODS.names()
 
 
-def _c_inv(config: EditConfig, like: Tensor) -> Tensor | None:
-    if config.covariance is None:
-        return None
-    return safe_inverse(config.covariance, config.cov_floor, config.cov_ridge).to(like)
+def create_method(name: str, **settings: Any) -> EditingMethod:
+    """The method registered as ``name`` with ``settings`` overriding its defaults."""
+    return EDIT_METHODS.create(name, **settings)
 
 
-def _resolve_post(model: nn.Module, post: PostFn | Sequence[str] | None) -> PostFn | None:
-    if post is None or callable(post):
-        return post  # type: ignore[return-value]
-    names = [post] if isinstance(post, str) else list(post)
-    return nn.Sequential(*[model.get_submodule(name) for name in names])
+# -- the rewrite methods -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Whitened(EditingMethod):
+    """Settings shared by the methods that read ``C``: ``cov_floor`` / ``cov_ridge`` are the
+    relative regularisation of ``C⁻¹`` (see :func:`~pipeline.editing.covariance.safe_inverse`)."""
+
+    cov_floor: float = 1e-6
+    cov_ridge: float = 0.0
+
+    def c_inv(self, case: EditInputs, like: Tensor) -> Tensor | None:
+        if case.covariance is None:
+            return None
+        return safe_inverse(case.covariance, self.cov_floor, self.cov_ridge).to(like)
 
 
-def _directions(keys: Tensor, weights: Tensor, config: EditConfig) -> Tensor:
-    """``D`` ``(D, rank)``: ``d ∝ C⁻¹ k*`` for rank 1, else SVD of the whitened keys."""
-    c_inv = _c_inv(config, keys.double())
-    if config.rank == 1:
-        k_star = summarize_keys(keys, weights, config.key_summary)
-        return rank_one_direction(k_star, c_inv)[:, None]
-    return low_rank_directions(keys, weights, c_inv, config.rank)
+@dataclass(frozen=True)
+class _Directional(_Whitened):
+    """``ΔW = Λ Dᵀ`` along ``rank`` directions: ``d ∝ C⁻¹ k*`` for rank 1 (``k*`` the
+    ``key_summary`` of the masked keys, ``mean`` or ``svd``), else SVD of the whitened keys."""
+
+    key_summary: str = "mean"
+    rank: int = 1
+
+    def directions(self, keys: Tensor, weights: Tensor, case: EditInputs) -> Tensor:
+        """``D`` ``(D, rank)``."""
+        c_inv = self.c_inv(case, keys.double())
+        if self.rank == 1:
+            k_star = summarize_keys(keys, weights, self.key_summary)
+            return rank_one_direction(k_star, c_inv)[:, None]
+        return low_rank_directions(keys, weights, c_inv, self.rank)
 
 
-@EDIT_METHODS.register("rewrite-closed")
-def _rewrite_closed(
-    *, model: nn.Module, layer_name: str, exemplars: EditExemplars, config: EditConfig
-) -> dict[str, Tensor]:
-    layer = resolve_layer(model, layer_name)
-    keys, values, weights = collect_edit_data(model, layer_name, exemplars).masked()
-    weight = weight_matrix(layer).detach().double()
-    bias = None if layer.bias is None else layer.bias.detach().double()
-    if config.rank == 1:
-        update = rank_one_closed_form(
-            weight, keys, values, weights, bias, _c_inv(config, keys.double()), config.key_summary
-        )
-        delta = update.delta
-    else:
-        directions = _directions(keys, weights, config)
-        res = residuals(weight, keys.double(), values.double(), bias)
-        delta = fit_lambda_matrix(res, keys.double() @ directions, weights) @ directions.T
-    return {weight_param_name(layer_name): matrix_to_weight(layer, delta.to(layer.weight))}
+@register
+@dataclass(frozen=True)
+class RewriteClosed(_Directional):
+    """The rewrite constraint solved in closed form (least squares for ``Λ``, L2 loss).
 
-
-@EDIT_METHODS.register("rewrite-multikey")
-def _rewrite_multikey(
-    *, model: nn.Module, layer_name: str, exemplars: EditExemplars, config: EditConfig
-) -> dict[str, Tensor]:
-    layer = resolve_layer(model, layer_name)
-    keys, values, weights = collect_edit_data(model, layer_name, exemplars).masked()
-    delta = multikey_update(
-        weight_matrix(layer).detach(),
-        keys,
-        values,
-        weights,
-        None if layer.bias is None else layer.bias.detach(),
-        config.covariance,
-        lam=config.multikey_lambda,
-        cov_floor=config.cov_floor,
-        cov_ridge=config.cov_ridge,
-    )
-    return {weight_param_name(layer_name): matrix_to_weight(layer, delta.to(layer.weight))}
-
-
-@EDIT_METHODS.register("rewrite")
-def _rewrite_gradient(
-    *, model: nn.Module, layer_name: str, exemplars: EditExemplars, config: EditConfig
-) -> dict[str, Tensor]:
-    layer = resolve_layer(model, layer_name)
-    data = collect_edit_data(model, layer_name, exemplars)
-    keys, _, weights = data.masked()
-    directions = _directions(keys, weights, config)
-    with eval_mode(model):
-        delta = optimise_update(
-            layer,
-            weight_matrix(layer),
-            data.inputs,
-            data.target,
-            data.weights,
-            directions,
-            post=_resolve_post(model, config.post),
-            loss=config.loss,
-            lr=config.resolved_lr(),
-            steps=config.resolved_steps(),
-            schedule=config.schedule,
-            parametrization=config.parametrization,
-            project_every=config.project_every,
-        )
-    return {weight_param_name(layer_name): matrix_to_weight(layer, delta.to(layer.weight))}
-
-
-def _finetune_settings(config: EditConfig) -> FinetuneSettings:
-    return FinetuneSettings(
-        lr=config.resolved_lr(),
-        steps=config.resolved_steps(),
-        optimizer=config.optimizer,
-        momentum=config.momentum,
-        penalty=config.penalty,
-        penalty_weight=config.penalty_weight,
-        include_original=config.include_original,
-    )
-
-
-@EDIT_METHODS.register("finetune-local")
-def _finetune_local(
-    *, model: nn.Module, layer_name: str, exemplars: EditExemplars, config: EditConfig
-) -> dict[str, Tensor]:
-    resolve_layer(model, layer_name)
-    names = [weight_param_name(layer_name)]
-    return finetune_deltas(model, names, exemplars, _finetune_settings(config))
-
-
-@EDIT_METHODS.register("finetune-global")
-def _finetune_global(
-    *, model: nn.Module, layer_name: str, exemplars: EditExemplars, config: EditConfig
-) -> dict[str, Tensor]:
-    names = parameters_from(model, layer_name)
-    return finetune_deltas(model, names, exemplars, _finetune_settings(config))
-
-
-def edit(
-    model: nn.Module,
-    layer_name: str,
-    exemplars: EditExemplars,
-    config: EditConfig | None = None,
-) -> EditResult:
-    """Compute an edit of ``model`` at ``layer_name`` from ``exemplars``; the model is unchanged.
-
-    Exemplars are moved to the model's device and the layer's dtype. The closed forms are
-    computed in float64; the gradient methods run in the layer's dtype (edit float32 models).
-
-    Returns deltas (parameter name → ΔW in the parameter's shape and dtype) and metadata:
-    model, layer, method, config (JSON), case id, number of exemplars, edited parameters.
+    Grid: rank 1 at scales 0.25, 0.5 and 1 of one solution.
     """
-    config = config or EditConfig()
-    layer = resolve_layer(model, layer_name)
-    exemplars = exemplars.to(model_device(model), layer.weight.dtype)
-    deltas = EDIT_METHODS.create(
-        config.method, model=model, layer_name=layer_name, exemplars=exemplars, config=config
+
+    name: ClassVar[str] = "rewrite-closed"
+    grid: ClassVar[tuple[Candidate, ...]] = tuple(
+        Candidate({"rank": 1}, scale) for scale in (0.25, 0.5, 1.0)
     )
-    deltas = {name: delta.detach() for name, delta in deltas.items()}
-    metadata = {
-        "model": config.model_id or type(model).__name__,
-        "layer": layer_name,
-        "method": config.method,
-        "config": json.dumps(config.describe(), sort_keys=True, default=str),
-        "case_id": config.case_id or "",
-        "n_exemplars": str(len(exemplars)),
-        "params": json.dumps(sorted(deltas)),
-        "torch": torch.__version__,
-        **config.extra,
-    }
-    return EditResult(deltas=deltas, metadata=metadata)
+
+    def deltas(self, model: nn.Module, layer: str, case: EditInputs) -> dict[str, Tensor]:
+        module = resolve_layer(model, layer)
+        keys, values, weights = collect_edit_data(model, layer, case.exemplars).masked()
+        weight = weight_matrix(module).detach().double()
+        bias = None if module.bias is None else module.bias.detach().double()
+        if self.rank == 1:
+            c_inv = self.c_inv(case, keys.double())
+            update = rank_one_closed_form(
+                weight, keys, values, weights, bias, c_inv, self.key_summary
+            )
+            delta = update.delta
+        else:
+            directions = self.directions(keys, weights, case)
+            res = residuals(weight, keys.double(), values.double(), bias)
+            delta = fit_lambda_matrix(res, keys.double() @ directions, weights) @ directions.T
+        return {weight_param_name(layer): matrix_to_weight(module, delta.to(module.weight))}
+
+
+@register
+@dataclass(frozen=True)
+class RewriteMultiKey(_Whitened):
+    """Every masked key mapped to its value at once; ``multikey_lambda`` weighs the ``C``
+    prior in units of one key.
+
+    Grid: ``multikey_lambda`` ∈ {1, 10, 100, 1000}.
+    """
+
+    name: ClassVar[str] = "rewrite-multikey"
+    grid: ClassVar[tuple[Candidate, ...]] = tuple(
+        Candidate({"multikey_lambda": lam}) for lam in (1.0, 10.0, 100.0, 1e3)
+    )
+    multikey_lambda: float = 1e-2
+
+    def deltas(self, model: nn.Module, layer: str, case: EditInputs) -> dict[str, Tensor]:
+        module = resolve_layer(model, layer)
+        keys, values, weights = collect_edit_data(model, layer, case.exemplars).masked()
+        delta = multikey_update(
+            weight_matrix(module).detach(),
+            keys,
+            values,
+            weights,
+            None if module.bias is None else module.bias.detach(),
+            case.covariance,
+            lam=self.multikey_lambda,
+            cov_floor=self.cov_floor,
+            cov_ridge=self.cov_ridge,
+        )
+        return {weight_param_name(layer): matrix_to_weight(module, delta.to(module.weight))}
+
+
+@register
+@dataclass(frozen=True)
+class Rewrite(_Directional):
+    """The paper's rewrite: a full ``ΔW`` by Adam, projected onto the span of ``D`` every
+    ``project_every`` steps (``parametrization="low-rank"``: ``Λ`` only), on the mask-weighted
+    ``loss`` (``l1`` / ``l2``) between the edited layer's outputs and the original values.
+
+    ``post``: where values are compared — a callable, module names of the model applied in
+    order, ``None`` (the layer's raw outputs), or :data:`NORM_AFTER` (the norm layer right
+    after the edited one, if any). ``lr`` is in units of the layer's values (directions are
+    scaled so that ``dᵀk* = 1``), hence larger than a fine-tuning rate.
+
+    Grid: ``lr`` ∈ {0.01, 0.05} × ``steps`` ∈ {50, 200}.
+    """
+
+    name: ClassVar[str] = "rewrite"
+    grid: ClassVar[tuple[Candidate, ...]] = tuple(
+        Candidate({"lr": lr, "steps": steps}) for lr in (1e-2, 5e-2) for steps in (50, 200)
+    )
+    lr: float = 5e-2
+    steps: int = 400
+    loss: str = "l1"
+    schedule: str = "cosine"
+    parametrization: str = "full"
+    project_every: int = 10
+    post: PostFn | Sequence[str] | None = NORM_AFTER
+
+    def resolved(self, model: nn.Module, layer: str) -> Rewrite:
+        if isinstance(self.post, str) and self.post == NORM_AFTER:
+            return dataclasses.replace(self, post=norm_after(model, layer) or None)
+        return self
+
+    def post_fn(self, model: nn.Module) -> PostFn | None:
+        """``post`` as a callable (module names looked up in ``model``); resolve first."""
+        post = self.post
+        if post is None or callable(post):
+            return post  # type: ignore[return-value]
+        names = [post] if isinstance(post, str) else list(post)
+        return nn.Sequential(*[model.get_submodule(name) for name in names])
+
+    def deltas(self, model: nn.Module, layer: str, case: EditInputs) -> dict[str, Tensor]:
+        module = resolve_layer(model, layer)
+        data = collect_edit_data(model, layer, case.exemplars)
+        keys, _, weights = data.masked()
+        directions = self.directions(keys, weights, case)
+        with eval_mode(model):
+            delta = optimise_update(
+                module,
+                weight_matrix(module),
+                data.inputs,
+                data.target,
+                data.weights,
+                directions,
+                post=self.post_fn(model),
+                loss=self.loss,
+                lr=self.lr,
+                steps=self.steps,
+                schedule=self.schedule,
+                parametrization=self.parametrization,
+                project_every=self.project_every,
+            )
+        return {weight_param_name(layer): matrix_to_weight(module, delta.to(module.weight))}
+
+
+# -- the fine-tuning baselines -----------------------------------------------------------------
+_FINETUNE_GRID = (
+    Candidate({"lr": 1e-4, "steps": 50}),
+    Candidate({"lr": 1e-3, "steps": 20}),
+    Candidate({"lr": 1e-3, "steps": 50}),
+    Candidate({"lr": 1e-3, "steps": 50, "penalty": "l2", "penalty_weight": 1e-3}),
+)
+
+
+@dataclass(frozen=True)
+class _Finetune(EditingMethod):
+    """Cross-entropy of the transformed exemplars to their labels, by Adam or SGD, optionally
+    with an ``l1`` / ``l2`` ``penalty`` to the original weights and the clean exemplars
+    (``include_original``); BatchNorm statistics stay frozen.
+
+    Grid: (``lr``, ``steps``) ∈ {(1e-4, 50), (1e-3, 20), (1e-3, 50)}, and (1e-3, 50) with an L2
+    penalty of weight 1e-3.
+    """
+
+    grid: ClassVar[tuple[Candidate, ...]] = _FINETUNE_GRID
+    lr: float = 1e-4
+    steps: int = 200
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    penalty: str | None = None
+    penalty_weight: float = 0.0
+    include_original: bool = False
+
+    @abstractmethod
+    def trained(self, model: nn.Module, layer: str) -> list[str]:
+        """Names of the parameters to train."""
+
+    def deltas(self, model: nn.Module, layer: str, case: EditInputs) -> dict[str, Tensor]:
+        return finetune_deltas(
+            model,
+            self.trained(model, layer),
+            case.exemplars,
+            lr=self.lr,
+            steps=self.steps,
+            optimizer=self.optimizer,
+            momentum=self.momentum,
+            penalty=self.penalty,
+            penalty_weight=self.penalty_weight,
+            include_original=self.include_original,
+        )
+
+
+@register
+@dataclass(frozen=True)
+class FinetuneLocal(_Finetune):
+    """Fine-tune the layer's weight only."""
+
+    name: ClassVar[str] = "finetune-local"
+
+    def trained(self, model: nn.Module, layer: str) -> list[str]:
+        return [weight_param_name(layer)]
+
+
+@register
+@dataclass(frozen=True)
+class FinetuneGlobal(_Finetune):
+    """Fine-tune the layer and every parameter registered after it."""
+
+    name: ClassVar[str] = "finetune-global"
+
+    def trained(self, model: nn.Module, layer: str) -> list[str]:
+        return parameters_from(model, layer)

@@ -4,15 +4,27 @@ Inputs are array-likes (numpy, torch, lists) of booleans or class indices, one e
 aligned across pre- and post-edit. Rates are returned as :class:`Rate` (counts kept, so that
 confidence intervals can be computed later); a rate over zero images is NaN, never 0, since
 "nothing to measure" must not read as "complete failure".
+
+:func:`case_metrics` applies them to one edit case: per test group the % errors corrected
+(``E`` counts misclassified counterfactuals whose clean image the pre-edit model classifies
+correctly; both counts over that same set), the generalisation rate, the locality rate; on the
+exemplars the success rate; on the case's ``heldout`` clean images the clean accuracy and its
+drop. Nothing here loads torch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from pipeline.cases import CLEAN, EXEMPLARS, TEST_GROUPS
+
+if TYPE_CHECKING:
+    from pipeline.editing.build_images import CaseItems, Item
 
 
 def _bool(values: Any) -> np.ndarray:
@@ -136,3 +148,82 @@ def locality_rate(predictions_pre: Any, predictions_post: Any) -> Rate:
     pre, post = predictions(predictions_pre), predictions(predictions_post)
     _same_length(pre, post)
     return Rate(int((pre == post).sum()), int(pre.shape[0]))
+
+
+def case_metrics(
+    items: CaseItems,
+    refs: dict[Item, int],
+    pre: dict[Item, int],
+    post: dict[Item, int],
+) -> list[dict[str, Any]]:
+    """One row per part of the case (exemplars, the four test groups, clean heldout).
+
+    Per row: ``n``; ``n_clean_correct`` (counterfactuals whose clean image the pre-edit model
+    gets right); ``e_pre`` / ``e_post`` and ``errors_corrected`` (%, NaN when ``e_pre = 0``);
+    ``new_errors`` (right before, wrong after, among those); ``acc_pre`` / ``acc_post`` (% of
+    all the part's images right); ``gr`` (% of the ``e_pre`` errors fixed, the generalisation
+    rate) and ``changed`` (% whose top-1 changed). Case-level values on every row: ``sr`` (% of
+    misclassified exemplars fixed), ``lr`` (% of heldout clean images whose top-1 is unchanged),
+    ``clean_acc_pre`` / ``clean_acc_post`` / ``clean_drop_pp``.
+    """
+
+    def flags(part: Sequence[Item], preds: dict[Item, int]) -> np.ndarray:
+        return np.array([preds[i] == refs[i] for i in part], dtype=bool)
+
+    def part_row(name: str, part: Sequence[Item]) -> dict[str, Any]:
+        clean_items = [items.clean[i] for i in part]
+        clean_ok = flags(clean_items, pre)
+        cf_pre, cf_post = flags(part, pre), flags(part, post)
+        e_pre = count_errors(clean_ok, cf_pre)
+        e_post = count_errors(clean_ok, cf_post)
+        fixed = fixed_rate(cf_pre[clean_ok], cf_post[clean_ok])
+        changed = locality_rate([pre[i] for i in part], [post[i] for i in part])
+        return {
+            "group": name,
+            "n": len(part),
+            "n_clean_correct": int(clean_ok.sum()),
+            "e_pre": e_pre,
+            "e_post": e_post,
+            "errors_corrected": errors_corrected(clean_ok, cf_pre, cf_post)
+            if len(part)
+            else math.nan,
+            "new_errors": int((clean_ok & cf_pre & ~cf_post).sum()),
+            "acc_pre": accuracy(cf_pre),
+            "acc_post": accuracy(cf_post),
+            "gr": fixed.percent,
+            "gr_n": fixed.total,
+            "changed": 100.0 - changed.percent if changed.total else math.nan,
+        }
+
+    rows = [part_row(EXEMPLARS, items.train)]
+    rows += [part_row(name, items.groups[name]) for name in TEST_GROUPS]
+    held_pre, held_post = flags(items.heldout, pre), flags(items.heldout, post)
+    locality = locality_rate([pre[i] for i in items.heldout], [post[i] for i in items.heldout])
+    clean_row = {
+        "group": CLEAN,
+        "n": len(items.heldout),
+        "n_clean_correct": int(held_pre.sum()),
+        "e_pre": 0,
+        "e_post": 0,
+        "errors_corrected": math.nan,
+        "new_errors": int((held_pre & ~held_post).sum()),
+        "acc_pre": accuracy(held_pre),
+        "acc_post": accuracy(held_post),
+        "gr": math.nan,
+        "gr_n": 0,
+        "changed": 100.0 - locality.percent if locality.total else math.nan,
+    }
+    rows.append(clean_row)
+    success = success_rate(flags(items.train, pre), flags(items.train, post))
+    case_level = {
+        "sr": success.percent,
+        "sr_n": success.total,
+        "lr": locality.percent,
+        "lr_n": locality.total,
+        "clean_acc_pre": clean_row["acc_pre"],
+        "clean_acc_post": clean_row["acc_post"],
+        "clean_drop_pp": clean_accuracy_drop(held_pre, held_post)
+        if len(items.heldout)
+        else math.nan,
+    }
+    return [{**row, **case_level} for row in rows]

@@ -1,25 +1,15 @@
 """Hyper-parameters per method, chosen at matched cost on a case's validation split.
 
-Design §6: methods are compared at matched cost. For each method a small grid of candidate
-settings (:data:`GRIDS`) is tried on one case; a candidate is *feasible* when the clean accuracy
-on the case's ``validation`` images drops by at most ``budget_pp`` percentage points. Among the
-feasible candidates the one that fixes most train exemplars wins (accuracy of the edited model
-on the transformed exemplars, ties broken by their mean log-probability of the own label, then
-by grid order). If no candidate is feasible, the one with the smallest validation drop is kept
-and flagged ``within_budget = False``.
+Methods are compared at matched cost. For each method a small grid of candidate settings (the
+method class's ``grid``, see :mod:`pipeline.editing.methods`) is tried on one case; a candidate
+is *feasible* when the clean accuracy on the case's ``validation`` images drops by at most
+``budget_pp`` percentage points. Among the feasible candidates the one that fixes most train
+exemplars wins (accuracy of the edited model on the transformed exemplars, ties broken by their
+mean log-probability of the own label, then by grid order). If no candidate is feasible, the one
+with the smallest validation drop is kept and flagged ``within_budget = False``.
 
 Selection only ever classifies the case's exemplars and validation images: :func:`select_edit`
 is not given the test groups or the heldout images at all.
-
-Grids (``EditConfig`` fields; ``scale`` multiplies the computed delta, ``EditResult.scaled``):
-
-========================  ==================================================================
-``rewrite``               ``lr`` ∈ {0.01, 0.05} × ``steps`` ∈ {50, 200} (projected Adam, rank 1)
-``rewrite-closed``        rank 1, ``scale`` ∈ {0.25, 0.5, 1} (one solve, three scales)
-``rewrite-multikey``      ``multikey_lambda`` ∈ {1, 10, 100, 1000} (in units of one key)
-``finetune-local/global`` (``lr``, ``steps``) ∈ {(1e-4, 50), (1e-3, 20), (1e-3, 50)}, and
-                          (1e-3, 50) with an L2 penalty to the original weights (1e-3)
-========================  ==================================================================
 
 With ``n`` validation images one changed prediction moves the accuracy by ``100/n`` pp, so a
 1 pp budget with fewer than 100 validation images means "no net loss on validation".
@@ -27,105 +17,28 @@ With ``n`` validation images one changed prediction moves the accuracy by ``100/
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from pipeline.editing.build_images import Item
 from pipeline.editing.delta import EditResult, applied
-from pipeline.editing.evaluate import Item, Predictor
-from pipeline.editing.exemplars import EditExemplars
-from pipeline.editing.methods import EditConfig, edit
+from pipeline.editing.methods import Candidate, EditingMethod, EditInputs
+from pipeline.editing.predict import Predictor
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One grid point: ``EditConfig`` overrides and a scale applied to the resulting delta."""
-
-    params: Mapping[str, Any] = field(default_factory=dict)
-    scale: float = 1.0
-
-    @property
-    def label(self) -> str:
-        parts = [f"{key}={value}" for key, value in sorted(self.params.items())]
-        if self.scale != 1.0:
-            parts.append(f"scale={self.scale}")
-        return ",".join(parts) or "default"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dict(self.params), "scale": self.scale}
-
-
-_FINETUNE_GRID = [
-    Candidate({"lr": 1e-4, "steps": 50}),
-    Candidate({"lr": 1e-3, "steps": 20}),
-    Candidate({"lr": 1e-3, "steps": 50}),
-    Candidate({"lr": 1e-3, "steps": 50, "penalty": "l2", "penalty_weight": 1e-3}),
-]
-
-GRIDS: dict[str, list[Candidate]] = {
-    "rewrite": [
-        Candidate({"lr": lr, "steps": steps}) for lr in (1e-2, 5e-2) for steps in (50, 200)
-    ],
-    "rewrite-closed": [Candidate({"rank": 1}, scale) for scale in (0.25, 0.5, 1.0)],
-    "rewrite-multikey": [Candidate({"multikey_lambda": lam}) for lam in (1.0, 10.0, 100.0, 1e3)],
-    "finetune-local": list(_FINETUNE_GRID),
-    "finetune-global": list(_FINETUNE_GRID),
-}
-
-
-# Settings every candidate of a method shares (then the grid's overrides). ``rewrite`` is the
-# paper's configuration (design §5): a full ΔW by projected gradient descent onto the rank-one
-# span, projected every 10 steps, L1 loss, values compared after the layer's norm (see
-# :func:`norm_after`); ``rewrite-closed`` is the same constraint solved in closed form (L2).
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rewrite": {"loss": "l1", "parametrization": "full", "project_every": 10},
-}
-
-
-def norm_after(model: nn.Module, layer: str) -> list[str]:
-    """``[name]`` of the normalisation module right after ``layer`` in the same parent (e.g.
-    ``blocks.6.0.bn3`` after ``blocks.6.0.conv_pwl``), or ``[]`` if the next sibling is not a
-    norm layer."""
-    parent, _, _ = layer.rpartition(".")
-    container = model.get_submodule(parent) if parent else model
-    names = [name for name, _ in container.named_children()]
-    leaf = layer.rpartition(".")[2]
-    if leaf not in names or names.index(leaf) + 1 >= len(names):
-        return []
-    following = names[names.index(leaf) + 1]
-    module = container.get_submodule(following)
-    if "Norm" not in type(module).__name__:
-        return []
-    return [f"{parent}.{following}" if parent else following]
-
-
-def base_config(method: str, model: nn.Module, layer: str, **fields: Any) -> EditConfig:
-    """The method's :data:`METHOD_DEFAULTS` plus ``fields`` (covariance, ids, ...)."""
-    settings = {**METHOD_DEFAULTS.get(method, {}), **fields}
-    if method == "rewrite" and "post" not in settings:
-        settings["post"] = norm_after(model, layer) or None
-    return EditConfig(method=method, **settings)
-
-
-def grid_for(
-    method: str, grids: Mapping[str, Sequence[Candidate]] | None = None
+def candidates(
+    method: EditingMethod, grids: Mapping[str, Sequence[Candidate]] | None = None
 ) -> list[Candidate]:
-    """The candidates of ``method`` (``grids`` overrides :data:`GRIDS`); one default if none."""
-    table = {**GRIDS, **(grids or {})}
-    return list(table.get(method) or [Candidate()])
-
-
-def grid_description(grids: Mapping[str, Sequence[Candidate]] | None = None) -> dict[str, Any]:
-    """JSON-safe description of every grid (part of the results' cache key)."""
-    table = {**GRIDS, **(grids or {})}
-    return {method: [c.to_dict() for c in table[method]] for method in sorted(table)}
+    """The candidates of ``method``: ``grids[method.name]`` if given, else the method's own
+    ``grid``; one candidate of the method's defaults when the list is empty."""
+    return list((grids or {}).get(method.name, method.grid)) or [Candidate()]
 
 
 @dataclass
@@ -209,8 +122,8 @@ def _nan_high(value: float) -> float:
 def select_edit(
     model: nn.Module,
     layer: str,
-    exemplars: EditExemplars,
-    base: EditConfig,
+    method: EditingMethod,
+    case: EditInputs,
     *,
     predictor: Predictor,
     train: Sequence[Item],
@@ -219,18 +132,19 @@ def select_edit(
     budget_pp: float = 1.0,
     grid: Sequence[Candidate] | None = None,
 ) -> Selection:
-    """Try every candidate of ``base.method`` and return the selected edit.
+    """Try every candidate of ``method`` (``grid``, default :func:`candidates`) on ``case`` and
+    return the selected edit.
 
-    ``train``: the exemplars' counterfactual items (aligned with ``exemplars``; their labels are
-    ``exemplars.labels``); ``validation``: clean images; ``validation_refs``: their labels
+    ``train``: the exemplars' counterfactual items (aligned with ``case.exemplars``; their labels
+    are ``case.exemplars.labels``); ``validation``: clean images; ``validation_refs``: their labels
     (``None``: unlabelled, judged against the unedited model's prediction). Edits are computed
     with ``model`` (the predictor's model or a :class:`~pipeline.editing.split.SplitModel` of
     it) and applied to ``predictor.model`` only while it classifies.
     """
     start = time.perf_counter()
-    candidates = list(grid) if grid is not None else grid_for(base.method)
-    if len(train) != len(exemplars):
-        raise ValueError(f"{len(train)} train items for {len(exemplars)} exemplars")
+    tried = list(grid) if grid is not None else candidates(method)
+    if len(train) != len(case.exemplars):
+        raise ValueError(f"{len(train)} train items for {len(case.exemplars)} exemplars")
     train, validation = list(train), list(validation)
     pre_logits = predictor.logits(validation)
     pre = pre_logits.argmax(1) if len(validation) else torch.zeros(0, dtype=torch.long)
@@ -242,17 +156,17 @@ def select_edit(
         dtype=torch.long,
     )
     val_acc_pre = _accuracy(pre == refs)
-    labels = exemplars.labels.cpu()
+    labels = case.exemplars.labels.cpu()
 
     computed: dict[str, tuple[EditResult, float]] = {}
     trials: list[Trial] = []
     results: list[EditResult] = []
-    for candidate in candidates:
+    for candidate in tried:
         key = json.dumps(dict(candidate.params), sort_keys=True, default=str)
         if key not in computed:
-            config = dataclasses.replace(base, **dict(candidate.params))
+            variant = method.with_params(candidate.params)
             tick = time.perf_counter()
-            computed[key] = (edit(model, layer, exemplars, config), time.perf_counter() - tick)
+            computed[key] = (variant.edit(model, layer, case), time.perf_counter() - tick)
         result, edit_s = computed[key]
         results.append(result)
         with applied(predictor.model, result, candidate.scale):

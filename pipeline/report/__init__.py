@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import ClassifierConfig
+from pipeline.classify import create_classifier
 from pipeline.report.controls import Placement, control_mask
-from pipeline.report.html import INDEX_JSON, format_diff, format_rate, write_report
+from pipeline.report.formatting import format_diff, format_rate
+from pipeline.report.html import INDEX_JSON, write_report
 from pipeline.report.sensitivity import (
     PREDICTIONS_FILE,
     audit,
@@ -51,12 +52,9 @@ def run_audit(
         raise ValueError(
             "run_audit needs at least one classifier name, e.g. timm:tf_efficientnet_lite0"
         )
-    from pipeline.stages.models import load_classifier
-
     predictions = []
     for name in dict.fromkeys(classifier_names):  # each model once, in the order given
-        config = ClassifierConfig(name=name, batch_size=batch_size, device=device)
-        classifier = load_classifier(config)
+        classifier = create_classifier(name, device=device, batch_size=batch_size)
         predictions.append(audit(build_dir, classifier, seed, batch_size, placement))
     if not any(len(p) for p in predictions):
         raise ValueError(f"{build_dir}: the build has no counterfactuals to audit")

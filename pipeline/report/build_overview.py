@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.classify.imagenet import class_names
 from pipeline.imageio import encode_png
+from pipeline.segment.stats import concept_stats
 from pipeline.store import BuildStore
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
 from pipeline.stylize.preview import side_by_side
@@ -38,11 +40,26 @@ def examples(manifest: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(["concept", "texture"]).sort_values(["concept", "texture"])
 
 
+def build_concept_stats(build_dir: str | Path) -> list[dict[str, Any]]:
+    """`concept_stats` of a build's masks manifest (what `conceptswap concepts BUILD` prints)."""
+    if Path(build_dir).is_dir():
+        store = BuildStore(build_dir)
+        if store.has_manifest("masks"):
+            return concept_stats(store.read("masks"))
+    raise FileNotFoundError(
+        f"no masks manifest in {build_dir} (has the build run its segment stage?)"
+    )
+
+
 def write_build_overview(build_dir: str | Path) -> Path:
+    """Write `BUILD/report/build.html` and its example panels; return the page's path."""
     store = BuildStore(build_dir)
-    manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
-    images = pd.read_parquet(store.manifest_path("images")).set_index("image_id")
-    masks = pd.read_parquet(store.manifest_path("masks")).set_index("mask_id")
+    if not store.has_manifest("counterfactuals"):
+        absent = store.manifest_path("counterfactuals")
+        raise FileNotFoundError(f"{store.root} has no counterfactual manifest {absent}; build it")
+    manifest = store.frame("counterfactuals")
+    images = store.frame("images", ["image_id", "path"]).set_index("image_id")
+    masks = store.frame("masks", ["mask_id", "path"]).set_index("mask_id")
     out = store.root / REPORT_DIR
     panels = []
     for row in examples(manifest).itertuples():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Any
 import jinja2
 import pandas as pd
 import pyarrow as pa
-import yaml
 from markupsafe import Markup
 
 from pipeline.report import figures
+from pipeline.report.edits import comparison_html
+from pipeline.report.formatting import STAT_COLUMNS, format_diff, format_stat
 from pipeline.report.sensitivity import (
     by_class,
     by_concept,
@@ -31,7 +31,9 @@ from pipeline.report.sensitivity import (
     sensitivity_table,
     summarize,
 )
+from pipeline.store import BuildStore
 from pipeline.store.atomic import atomic_write_text
+from pipeline.store.edits_layout import COMPARISON_FILE, edits_dir
 from pipeline.store.manifest import write_table
 
 INDEX_JSON = "index.json"  # the classifiers (slugs) of the last written report
@@ -40,53 +42,6 @@ FIGURES = {
     "top": "top_sensitivities.png",
     "examples": "examples.png",
 }
-
-
-# -- number formatting (shared with the markdown summary) ----------------------------------------
-def _nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def format_rate(row: pd.Series | dict[str, Any], name: str) -> str:
-    """A proportion as `63.9% (55.8–71.3)`; `–` when there was nothing to measure."""
-    value, low, high = row[name], row[f"{name}_low"], row[f"{name}_high"]
-    if _nan(value):
-        return "–"
-    if _nan(low):
-        return f"{100 * value:.1f}%"
-    return f"{100 * value:.1f}% ({100 * low:.1f}–{100 * high:.1f})"
-
-
-def format_diff(row: pd.Series | dict[str, Any], name: str, points: bool = True) -> str:
-    """A signed difference: percentage points (`+40.3 pp (+27.1, +52.1)`) or a probability."""
-    value, low, high = row[name], row[f"{name}_low"], row[f"{name}_high"]
-    if _nan(value):
-        return "–"
-    scale, unit, digits = (100.0, " pp", 1) if points else (1.0, "", 3)
-    text = f"{scale * value:+.{digits}f}{unit}"
-    if _nan(low):
-        return text
-    return f"{text} ({scale * low:+.{digits}f}, {scale * high:+.{digits}f})"
-
-
-STAT_COLUMNS: list[tuple[str, str, str]] = [  # (header, column, kind)
-    ("clean acc.", "clean_acc", "rate"),
-    ("cf acc.", "cf_acc", "rate"),
-    ("control acc.", "ctrl_acc", "rate"),
-    ("cf flip rate", "cf_flip", "rate"),
-    ("control flip rate", "ctrl_flip", "rate"),
-    ("Δ p(ref) cf", "cf_dprob", "prob"),
-    ("Δ p(ref) control", "ctrl_dprob", "prob"),
-    ("sensitivity: flip", "sens_flip", "points"),
-    ("sensitivity: acc. drop", "sens_acc_drop", "points"),
-    ("sensitivity: p(ref) drop", "sens_prob_drop", "prob"),
-]
-
-
-def format_stat(row: pd.Series | dict[str, Any], column: str, kind: str) -> str:
-    if kind == "rate":
-        return format_rate(row, column)
-    return format_diff(row, column, points=kind == "points")
 
 
 def _short_id(classifier_id: str) -> str:
@@ -443,17 +398,11 @@ def write_report(
 
 def _edits_fragment(build_dir: Path, root: Path) -> Markup | None:
     """The editing comparison (`conceptswap edit`) when the build has one, else None."""
-    from pipeline.editing.runner import COMPARISON_FILE, comparison_html, edits_dir
-
     if not (edits_dir(build_dir) / COMPARISON_FILE).is_file():
         return None
     return Markup(comparison_html(build_dir, relative_to=root))
 
 
 def _build_name(build_dir: Path) -> str:
-    config_path = build_dir / "build.yaml"
-    if config_path.is_file():
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        if config.get("name"):
-            return str(config["name"])
-    return build_dir.resolve().name
+    """The build's configured name, else its folder's name."""
+    return str(BuildStore(build_dir).resolved().get("name") or build_dir.resolve().name)

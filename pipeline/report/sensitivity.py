@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from pipeline import progress
 from pipeline.classify import Classifier
@@ -65,16 +64,15 @@ def model_dir(build_dir: str | Path, classifier_id: str) -> Path:
 # -- inputs ------------------------------------------------------------------------------------
 def build_feather(store: BuildStore) -> float:
     """The build's mask feathering (from `build.yaml`), so controls are rendered like the cfs."""
-    path = store.root / "build.yaml"
-    if not path.is_file():
-        return 0.0
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return float((config.get("transform") or {}).get("feather", 0.0))
+    return float((store.resolved().get("transform") or {}).get("feather", 0.0))
 
 
 def counterfactual_rows(store: BuildStore) -> pd.DataFrame:
     """The counterfactual manifest joined with the paths of its image, mask and stylized image."""
-    manifest = pd.read_parquet(store.manifest_path("counterfactuals"))
+    if not store.has_manifest("counterfactuals"):
+        absent = store.manifest_path("counterfactuals")
+        raise FileNotFoundError(f"{store.root} has no counterfactual manifest {absent}; build it")
+    manifest = store.frame("counterfactuals")
     if manifest.empty:
         return manifest
     paths = {
@@ -84,7 +82,7 @@ def counterfactual_rows(store: BuildStore) -> pd.DataFrame:
     }
     rows = manifest.rename(columns={"path": "cf_path"})
     for kind, (key, column) in paths.items():
-        table = pd.read_parquet(store.manifest_path(kind), columns=[key, "path"])
+        table = store.frame(kind, [key, "path"])
         rows = rows.merge(table.rename(columns={"path": column}), on=key, how="left")
         missing = rows[column].isna()
         if missing.any():
@@ -363,7 +361,7 @@ def summarize(
 
 
 def sensitivity_table(predictions: pd.DataFrame, kept_only: bool = False) -> pd.DataFrame:
-    """Statistics per (class, concept, texture): the design's sensitivity table."""
+    """Statistics per (class, concept, texture): the sensitivity table of the audit report."""
     return summarize(predictions, GROUP_KEYS, kept_only)
 
 

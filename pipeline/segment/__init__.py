@@ -10,28 +10,28 @@ from pipeline.segment.base import ConceptDetection, Segmenter
 segmenters: Registry[Segmenter] = Registry("segmenter")
 
 
-@segmenters.register("cam")
+@segmenters.register("cam", needs_classifier=True)
 def _cam(**options: Any) -> Segmenter:
     from pipeline.segment.cam import CamSegmenter
 
     return CamSegmenter(**options)
 
 
-@segmenters.register("torchvision-maskrcnn")
+@segmenters.register("torchvision-maskrcnn", settings=("batch_size",))
 def _torchvision_maskrcnn(**options: Any) -> Segmenter:
     from pipeline.segment.torchvision_maskrcnn import TorchvisionMaskRCNNSegmenter
 
     return TorchvisionMaskRCNNSegmenter(**options)
 
 
-@segmenters.register("detectron2")
+@segmenters.register("detectron2", settings=("batch_size",))
 def _detectron2(**options: Any) -> Segmenter:
     from pipeline.segment.detectron2_backend import Detectron2Segmenter
 
     return Detectron2Segmenter(**options)
 
 
-@segmenters.register("annotations")
+@segmenters.register("annotations", settings=("max_side",))
 def _annotations(**options: Any) -> Segmenter:
     from pipeline.segment.annotations import AnnotationsSegmenter
 

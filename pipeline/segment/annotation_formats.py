@@ -1,13 +1,15 @@
 """Reading ground-truth masks: COCO/LVIS JSON, mask PNG folders, resizing. Pure functions.
 
-Used by the `annotations` segmenter (`pipeline/segment/annotations.py`). Every error names the
+Used by the `annotations` segmenter (`pipeline/segment/annotations.py`), which also reads COCO
+panoptic (`panoptic.py`), label-map PNG folders (`label_maps.py`) and Hugging Face datasets
+(`hf_annotations.py`) into the `AnnotatedImage` records defined here. Every error names the
 file and what is wrong with it (`AnnotationError`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,79 @@ class CocoImage:
     annotations: list[CocoAnnotation] = field(default_factory=list)
 
 
-def _fail(path: Path, problem: str) -> AnnotationError:
+@dataclass(frozen=True)
+class MaskSource:
+    """One annotated mask of one image, read only when a build asks for its concept."""
+
+    concept: str
+    score: float
+    load: Callable[[], np.ndarray | None]  # bool mask at the original size; None: no mask
+    origin: str  # where it comes from, for error messages
+
+
+@dataclass
+class AnnotatedImage:
+    """An image some annotation file describes, and the masks it gives that image."""
+
+    uri: str
+    read: Callable[[], np.ndarray]  # the original RGB pixels, decoded as the pipeline does
+    declared: tuple[int, int] | None  # (height, width) the annotations state, if any
+    sources: list[MaskSource] = field(default_factory=list)
+    shape: tuple[int, int] | None = None  # the decoded original (height, width)
+
+
+ImageReader = Callable[[Path], Callable[[], np.ndarray]]  # image file → lazy pixel reader
+
+
+class LastDecoded:
+    """The last label file decoded, kept so that the masks of one image decode it once.
+
+    An image's masks are read one after the other, so one slot is enough and memory stays
+    at one label map whatever the size of the data set.
+    """
+
+    def __init__(self, decode: Callable[[Path], np.ndarray]) -> None:
+        self._decode = decode
+        self._last: tuple[Path, np.ndarray] | None = None
+
+    def __call__(self, path: Path) -> np.ndarray:
+        last = self._last
+        if last is not None and last[0] == path:
+            return last[1]
+        values = self._decode(path)
+        self._last = (path, values)
+        return values
+
+
+def file_error(path: Path, problem: str) -> AnnotationError:
+    """The error for an annotation file that cannot be used: its path, then the problem."""
     return AnnotationError(f"annotations {path}: {problem}")
+
+
+def read_json_object(path: str | Path, required: Sequence[str], what: str) -> dict[str, Any]:
+    """A JSON file's top-level object, with the lists `required` checked present.
+
+    `what` says what kind of file has those lists, for the error message.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise file_error(path, f"cannot read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise file_error(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise file_error(
+            path, f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    if not isinstance(document, dict):
+        raise file_error(path, f"expected a JSON object, found {type(document).__name__}")
+    for key in required:
+        if not isinstance(document.get(key), list):
+            raise file_error(path, f"missing list {key!r} ({what} has {', '.join(required)})")
+    return document
 
 
 def load_coco(path: str | Path) -> list[CocoImage]:
@@ -50,61 +123,30 @@ def load_coco(path: str | Path) -> list[CocoImage]:
     category_id, segmentation; optional score) and `categories` (id, name).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise _fail(path, f"cannot read ({error.strerror or error})") from None
-    except UnicodeDecodeError as error:
-        raise _fail(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise _fail(
-            path, f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
-    if not isinstance(document, dict):
-        raise _fail(path, f"expected a JSON object, found {type(document).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(document.get(key), list):
-            raise _fail(
-                path,
-                f"missing list {key!r} (a COCO instances file has images, "
-                "annotations and categories)",
-            )
+    document = read_json_object(
+        path, ("images", "annotations", "categories"), "a COCO instances file"
+    )
     categories: dict[Any, str] = {}
     for number, category in enumerate(document["categories"]):
         if not isinstance(category, dict) or "id" not in category or "name" not in category:
-            raise _fail(path, f"categories[{number}] needs 'id' and 'name'")
+            raise file_error(path, f"categories[{number}] needs 'id' and 'name'")
         categories[category["id"]] = str(category["name"])
-    images: dict[Any, CocoImage] = {}
-    for number, image in enumerate(document["images"]):
-        if not isinstance(image, dict) or "id" not in image:
-            raise _fail(path, f"images[{number}] has no 'id'")
-        name = image.get("file_name") or Path(str(image.get("coco_url", ""))).name
-        try:
-            height, width = int(image["height"]), int(image["width"])
-        except (KeyError, TypeError, ValueError):
-            raise _fail(path, f"image {image['id']!r} needs integer 'height' and 'width'") from None
-        if not name:
-            raise _fail(path, f"image {image['id']!r} has no 'file_name' (or 'coco_url')")
-        if height < 1 or width < 1:
-            raise _fail(path, f"image {image['id']!r} has size {width}x{height}")
-        images[image["id"]] = CocoImage(str(name), height, width)
+    images = coco_images(path, document["images"])
     for number, annotation in enumerate(document["annotations"]):
         if not isinstance(annotation, dict):
-            raise _fail(path, f"annotations[{number}] is not an object")
+            raise file_error(path, f"annotations[{number}] is not an object")
         ident = annotation.get("id", number)
         for key in ("image_id", "category_id", "segmentation"):
             if key not in annotation:
-                raise _fail(path, f"annotation {ident!r} has no {key!r}")
+                raise file_error(path, f"annotation {ident!r} has no {key!r}")
         if annotation["image_id"] not in images:
-            raise _fail(
+            raise file_error(
                 path,
                 f"annotation {ident!r} refers to image_id "
                 f"{annotation['image_id']!r}, which is not in 'images'",
             )
         if annotation["category_id"] not in categories:
-            raise _fail(
+            raise file_error(
                 path,
                 f"annotation {ident!r} refers to category_id "
                 f"{annotation['category_id']!r}, which is not in 'categories'",
@@ -123,15 +165,36 @@ def load_coco(path: str | Path) -> list[CocoImage]:
     return list(images.values())
 
 
+def coco_images(path: Path, entries: list[Any]) -> dict[Any, CocoImage]:
+    """The `images` list of a COCO instances or panoptic JSON by id, each entry checked."""
+    images: dict[Any, CocoImage] = {}
+    for number, image in enumerate(entries):
+        if not isinstance(image, dict) or "id" not in image:
+            raise file_error(path, f"images[{number}] has no 'id'")
+        name = image.get("file_name") or Path(str(image.get("coco_url", ""))).name
+        try:
+            height, width = int(image["height"]), int(image["width"])
+        except (KeyError, TypeError, ValueError):
+            raise file_error(
+                path, f"image {image['id']!r} needs integer 'height' and 'width'"
+            ) from None
+        if not name:
+            raise file_error(path, f"image {image['id']!r} has no 'file_name' (or 'coco_url')")
+        if height < 1 or width < 1:
+            raise file_error(path, f"image {image['id']!r} has size {width}x{height}")
+        images[image["id"]] = CocoImage(str(name), height, width)
+    return images
+
+
 def _check_segmentation(path: Path, ident: Any, segmentation: Any, height: int, width: int) -> None:
     if isinstance(segmentation, list):
         for polygon in segmentation:
             if not isinstance(polygon, list) or not all(
                 isinstance(v, int | float) for v in polygon
             ):
-                raise _fail(path, f"annotation {ident!r}: a polygon must be a list of numbers")
+                raise file_error(path, f"annotation {ident!r}: a polygon must be a list of numbers")
             if len(polygon) < 6 or len(polygon) % 2:
-                raise _fail(
+                raise file_error(
                     path,
                     f"annotation {ident!r}: a polygon needs an even number (≥ 6) of coordinates, "
                     f"got {len(polygon)}",
@@ -140,21 +203,21 @@ def _check_segmentation(path: Path, ident: Any, segmentation: Any, height: int, 
     if isinstance(segmentation, dict):
         counts, size = segmentation.get("counts"), segmentation.get("size")
         if not isinstance(counts, list | str | bytes) or not isinstance(size, list):
-            raise _fail(path, f"annotation {ident!r}: RLE needs 'counts' and 'size'")
+            raise file_error(path, f"annotation {ident!r}: RLE needs 'counts' and 'size'")
         if [int(s) for s in size] != [height, width]:
-            raise _fail(
+            raise file_error(
                 path,
                 f"annotation {ident!r}: RLE size {size} (height, width) does not match its "
                 f"image's {[height, width]}",
             )
         if isinstance(counts, list) and sum(int(c) for c in counts) != height * width:
-            raise _fail(
+            raise file_error(
                 path,
                 f"annotation {ident!r}: uncompressed RLE counts sum to {sum(counts)}, "
                 f"not {height} x {width} = {height * width}",
             )
         return
-    raise _fail(path, f"annotation {ident!r}: segmentation must be polygons or RLE")
+    raise file_error(path, f"annotation {ident!r}: segmentation must be polygons or RLE")
 
 
 def rasterize_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -216,6 +279,13 @@ def find_images(root: str | Path) -> dict[str, Path]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     }
+
+
+def image_locator(root: Path) -> Callable[[str], Path | None]:
+    """Finds an annotation's `file_name` under `root`: by relative path, else by file name."""
+    files = find_images(root)
+    by_name = {Path(rel).name: p for rel, p in files.items()}
+    return lambda name: files.get(name) or by_name.get(Path(name).name)
 
 
 def images_by_stem(files: Iterable[Path], root: Path) -> dict[str, Path]:

@@ -1,10 +1,16 @@
 """`annotations`: ground-truth concept masks instead of a model.
 
-Three sources, combinable in one backend:
+Five sources, combinable in one backend:
 
 * **COCO / LVIS JSON** (`coco_json`, one path or a list, plus `image_root`): polygons,
   uncompressed and compressed RLE, rasterised with pycocotools. A category's name is its
   concept (through the vocabulary: LVIS `car_(automobile)` → `car`, `tyre` → `tire`).
+* **COCO panoptic** (`panoptic_json`, one path or a list, its PNG folder `panoptic_dir`, by
+  default the JSON's path without `.json`, plus `image_root`): segment-id PNGs, things and
+  stuff, one mask per segment (`pipeline/segment/panoptic.py`).
+* **Label-map PNG folders** (`label_maps`, one folder or a list, with `label_names` or
+  `label_colors`, plus `image_root`): one PNG of class ids per image, CamVid / ADE20K /
+  Cityscapes / Pascal VOC style (`pipeline/segment/label_maps.py`).
 * **Mask PNG folder** (`mask_dir`, plus `image_root`): layout
   `<mask_dir>/<image_stem>/<concept>.png`, one mask per concept, the size of the original
   image, white (or 1) = in. `<image_stem>` is the image's file name without extension,
@@ -21,15 +27,15 @@ resizes it (`resize_max_side(rgb, max_side)`); set `max_side` to the build's `im
 (default 384). The id of the original-resolution pixels is indexed too. Images are decoded
 lazily, at most once: first those whose declared size gives the incoming image's working size,
 then, if none matches, all the others. Masks are rasterised at the original size and resized to
-the incoming image with nearest neighbour. An image without annotations gets no detections
-(counted in `unmatched`), or an error with `on_missing="error"`.
+the incoming image with nearest neighbour. Each annotation (a COCO instance, a panoptic
+segment, a class of a label map) is one detection, empty ones left out; the segment stage
+merges the instances of one concept. An image without annotations gets no detections (counted
+in `unmatched`), or an error with `on_missing="error"`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +44,11 @@ import numpy as np
 from pipeline.hashing import pixels_id, sha256_file, stable_key
 from pipeline.imageio import DEFAULT_MAX_PIXELS, decode_image, read_file_bytes, resize_max_side
 from pipeline.segment.annotation_formats import (
+    AnnotatedImage,
     AnnotationError,
+    MaskSource,
     find_images,
+    image_locator,
     images_by_stem,
     load_coco,
     rasterize_segmentation,
@@ -48,28 +57,13 @@ from pipeline.segment.annotation_formats import (
     working_shape,
 )
 from pipeline.segment.base import ConceptDetection
-from pipeline.segment.quality import finalize
+from pipeline.segment.hf_annotations import hf_annotations
+from pipeline.segment.label_maps import label_map_annotations
+from pipeline.segment.panoptic import panoptic_annotations
 from pipeline.segment.vocabulary import canonical
 
 VERSION = "v1"
 BACKEND = "annotations"
-
-
-@dataclass(frozen=True)
-class MaskSource:
-    concept: str
-    score: float
-    load: Callable[[], np.ndarray | None]  # bool mask at the original size; None: no mask
-    origin: str  # where it comes from, for error messages
-
-
-@dataclass
-class AnnotatedImage:
-    uri: str
-    read: Callable[[], np.ndarray]  # the original RGB pixels, decoded as the pipeline does
-    declared: tuple[int, int] | None  # (height, width) the annotations state, if any
-    sources: list[MaskSource] = field(default_factory=list)
-    shape: tuple[int, int] | None = None  # the decoded original (height, width)
 
 
 class AnnotationsSegmenter:
@@ -81,6 +75,14 @@ class AnnotationsSegmenter:
         coco_json: str | Sequence[str] | None = None,
         image_root: str | None = None,
         mask_dir: str | None = None,
+        panoptic_json: str | Sequence[str] | None = None,
+        panoptic_dir: str | None = None,
+        label_maps: str | Sequence[str] | None = None,
+        label_names: dict[Any, Any] | list[Any] | str | None = None,
+        label_colors: dict[str, Any] | str | None = None,
+        label_ignore: Sequence[int] = (255,),
+        label_suffix: str = "",
+        image_suffix: str = "",
         hf_dataset: Any = None,
         hf_split: str = "train",
         hf_image_column: str = "image",
@@ -89,45 +91,73 @@ class AnnotationsSegmenter:
         hf_id2name: dict[Any, str] | str | None = None,
         max_side: int = 384,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        merge_instances: bool = True,
-        dilation: int = 0,
         on_missing: str = "empty",
     ) -> None:
         if on_missing not in ("empty", "error"):
             raise ValueError(
                 f"{BACKEND}: on_missing must be 'empty' or 'error', got {on_missing!r}"
             )
-        if max_side < 8 or dilation < 0:
-            raise ValueError(f"{BACKEND}: max_side ≥ 8 and dilation ≥ 0")
+        if max_side < 8:
+            raise ValueError(f"{BACKEND}: max_side must be ≥ 8, got {max_side}")
         self.max_side = int(max_side)
         self.max_pixels = int(max_pixels)
-        self.merge = bool(merge_instances)
-        self.dilation = int(dilation)
         self.on_missing = on_missing
         self.images: list[AnnotatedImage] = []
         self.skipped: list[tuple[str, str]] = []  # (file, why) of annotations without an image
         self.unmatched = 0
         fingerprint: list[Any] = []
         if coco_json is not None:
-            paths = [coco_json] if isinstance(coco_json, str | Path) else list(coco_json)
-            for path in paths:
-                self._add_coco(Path(path), self._root(image_root, "coco_json"))
-                fingerprint.append(("coco", Path(path).name, sha256_file(path)))
+            for path in _paths(coco_json):
+                self._add_coco(path, self._root(image_root, "coco_json"))
+                fingerprint.append(("coco", path.name, sha256_file(path)))
         if mask_dir is not None:
             fingerprint.append(("masks", self._add_mask_dir(Path(mask_dir), image_root)))
-        if hf_dataset is not None:
+        if panoptic_json is not None:
+            paths = _paths(panoptic_json)
+            if panoptic_dir is not None and len(paths) != 1:
+                raise ValueError(f"{BACKEND}: panoptic_dir goes with one panoptic_json")
+            for path in paths:
+                fingerprint.append(
+                    self._add(
+                        panoptic_annotations(
+                            path,
+                            None if panoptic_dir is None else Path(panoptic_dir),
+                            self._root(image_root, "panoptic_json"),
+                            self._read_file,
+                        )
+                    )
+                )
+        if label_maps is not None:
             fingerprint.append(
-                self._add_hf(
-                    hf_dataset,
-                    hf_split,
-                    hf_image_column,
-                    hf_mask_columns,
-                    hf_segmentation_column,
-                    hf_id2name,
+                self._add(
+                    label_map_annotations(
+                        _paths(label_maps),
+                        self._root(image_root, "label_maps"),
+                        self._read_file,
+                        label_names,
+                        label_colors,
+                        [int(v) for v in label_ignore],
+                        label_suffix,
+                        image_suffix,
+                    )
                 )
             )
+        if hf_dataset is not None:
+            images, hf_fingerprint = hf_annotations(
+                hf_dataset,
+                hf_split,
+                hf_image_column,
+                hf_mask_columns,
+                hf_segmentation_column,
+                hf_id2name,
+                self.max_pixels,
+            )
+            self.images.extend(images)
+            fingerprint.append(hf_fingerprint)
         if not fingerprint:
-            raise ValueError(f"{BACKEND}: give coco_json, mask_dir or hf_dataset")
+            raise ValueError(
+                f"{BACKEND}: give coco_json, panoptic_json, label_maps, mask_dir or hf_dataset"
+            )
         if not self.images:
             raise AnnotationError(
                 f"{BACKEND}: no annotated image found ({len(self.skipped)} skipped, e.g. "
@@ -153,8 +183,7 @@ class AnnotationsSegmenter:
                 for shape in {image.declared, working_shape(*image.declared, self.max_side)}:
                     self._by_shape.setdefault(shape, []).append(index)
         self.id = (
-            f"{BACKEND}@{VERSION}({stable_key(fingerprint, length=16)},max_side={self.max_side},"
-            f"merge={int(self.merge)},dilate={self.dilation})"
+            f"{BACKEND}@{VERSION}({stable_key(fingerprint, length=16)},max_side={self.max_side})"
         )
 
     # ------------------------------------------------------------------ sources
@@ -165,6 +194,13 @@ class AnnotationsSegmenter:
             raise ValueError(f"{BACKEND}: {option} needs image_root (the folder of the images)")
         return Path(image_root)
 
+    def _add(self, found: tuple[list[AnnotatedImage], list[tuple[str, str]], Any]) -> Any:
+        """Take one reader's images and skipped files; its fingerprint goes into `id`."""
+        images, skipped, fingerprint = found
+        self.images.extend(images)
+        self.skipped.extend(skipped)
+        return fingerprint
+
     def _read_file(self, path: Path) -> Callable[[], np.ndarray]:
         def read() -> np.ndarray:
             return decode_image(read_file_bytes(path), str(path), self.max_pixels).rgb
@@ -172,10 +208,9 @@ class AnnotationsSegmenter:
         return read
 
     def _add_coco(self, path: Path, root: Path) -> None:
-        files = find_images(root)
-        by_name = {Path(rel).name: p for rel, p in files.items()}
+        locate = image_locator(root)
         for entry in load_coco(path):
-            image_path = files.get(entry.file_name) or by_name.get(Path(entry.file_name).name)
+            image_path = locate(entry.file_name)
             if image_path is None:
                 self.skipped.append((entry.file_name, f"not found under {root}"))
                 continue
@@ -221,60 +256,6 @@ class AnnotationsSegmenter:
                 )
             self.images.append(image)
         return stable_key(listing)
-
-    def _add_hf(
-        self,
-        dataset: Any,
-        split: str,
-        image_column: str,
-        mask_columns: dict[str, str] | None,
-        segmentation_column: str | None,
-        id2name: dict[Any, str] | str | None,
-    ) -> tuple[str, str]:
-        dataset = _open_dataset(dataset, split)
-        columns = set(dataset.column_names)
-        if bool(mask_columns) == bool(segmentation_column):
-            raise ValueError(f"{BACKEND}: give hf_mask_columns or hf_segmentation_column (one)")
-        needed = [
-            image_column,
-            *(mask_columns or {}).values(),
-            *filter(None, [segmentation_column]),
-        ]
-        missing = [c for c in needed if c not in columns]
-        if missing:
-            raise AnnotationError(f"dataset has no column {missing}; it has {sorted(columns)}")
-        names: dict[int, str] = {}
-        if segmentation_column:
-            if isinstance(id2name, str):
-                id2name = json.loads(Path(id2name).read_text(encoding="utf-8"))
-            if not id2name:
-                raise ValueError(f"{BACKEND}: hf_segmentation_column needs hf_id2name")
-            names = {int(k): canonical(str(v), strict=False) for k, v in id2name.items()}
-        for row in range(len(dataset)):
-            uri = f"hf:{split}[{row}]"
-            image = AnnotatedImage(
-                uri, _hf_image_reader(dataset, row, image_column, uri, self.max_pixels), None
-            )
-            for concept, column in (mask_columns or {}).items():
-                image.sources.append(
-                    MaskSource(
-                        canonical(concept, strict=False),
-                        1.0,
-                        _hf_mask_loader(dataset, row, column),
-                        f"{uri}.{column}",
-                    )
-                )
-            for label, concept in names.items():
-                image.sources.append(
-                    MaskSource(
-                        concept,
-                        1.0,
-                        _hf_label_loader(dataset, row, segmentation_column, label),
-                        f"{uri}.{segmentation_column}=={label}",
-                    )
-                )
-            self.images.append(image)
-        return ("hf", str(getattr(dataset, "_fingerprint", "")) or stable_key(dataset.column_names))
 
     # ------------------------------------------------------------------ matching
 
@@ -333,15 +314,16 @@ class AnnotationsSegmenter:
                     continue
                 mask = source.load()
                 if mask is None:
-                    continue
+                    continue  # a cell without a mask (Hugging Face datasets)
                 if mask.shape != record.shape:
                     raise AnnotationError(
                         f"{source.origin}: mask is {mask.shape[1]}x{mask.shape[0]} but image "
                         f"{record.uri} is {record.shape[1]}x{record.shape[0]}"  # type: ignore[index]
                     )
                 working = resize_mask_nearest(mask, (pixels.shape[0], pixels.shape[1]))
-                found.append(ConceptDetection(source.concept, working, source.score))
-            results.append(finalize(found, merge=self.merge, dilation=self.dilation))
+                if working.any():  # a class of a label map that this image does not have
+                    found.append(ConceptDetection(source.concept, working, source.score))
+            results.append(found)
         return results
 
 
@@ -356,59 +338,9 @@ def _png_loader(path: Path) -> Callable[[], np.ndarray]:
     return lambda: read_mask_png(path)
 
 
-def _open_dataset(dataset: Any, split: str) -> Any:
-    if not isinstance(dataset, str | Path):
-        return dataset[split] if hasattr(dataset, "keys") and split in dataset else dataset
-    import datasets
-
-    if Path(dataset).exists():
-        loaded = datasets.load_from_disk(str(dataset))
-        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    return datasets.load_dataset(str(dataset), split=split)
-
-
-def _hf_image_reader(
-    dataset: Any, row: int, column: str, uri: str, max_pixels: int
-) -> Callable[[], np.ndarray]:
-    def read() -> np.ndarray:
-        value = dataset[row][column]
-        if isinstance(value, np.ndarray):
-            return np.ascontiguousarray(value.astype(np.uint8))
-        return decode_image(value, uri, max_pixels).rgb
-
-    return read
-
-
-def _hf_values(value: Any) -> np.ndarray | None:
-    """A mask or label-map cell (PIL image, array, nested lists) as a 2-D array; None if empty."""
-    if value is None:
-        return None
-    values = np.asarray(value)  # PIL images keep their values (palette indices, labels)
-    if values.ndim == 3:
-        values = values[:, :, 0]
-    if values.ndim != 2:
-        raise AnnotationError(f"expected a 2-D mask or label map, got shape {values.shape}")
-    return values
-
-
-def _hf_mask_loader(dataset: Any, row: int, column: str) -> Callable[[], np.ndarray | None]:
-    def load() -> np.ndarray | None:
-        values = _hf_values(dataset[row][column])
-        if values is None:
-            return None
-        return values > 0 if values.max(initial=0) <= 1 else values > 127
-
-    return load
-
-
-def _hf_label_loader(
-    dataset: Any, row: int, column: str, label: int
-) -> Callable[[], np.ndarray | None]:
-    def load() -> np.ndarray | None:
-        values = _hf_values(dataset[row][column])
-        return None if values is None else values == label
-
-    return load
+def _paths(value: str | Sequence[str]) -> list[Path]:
+    """An option that takes one path or a list of paths."""
+    return [Path(value)] if isinstance(value, str | Path) else [Path(v) for v in value]
 
 
 def create(**options: Any) -> AnnotationsSegmenter:

@@ -11,8 +11,8 @@ Two mechanisms, chosen per concept (see docs/segment_cam.md for measurements and
 * part / thing concepts (`wheel`, `helmet`, ... see `cam_concepts.py`): square windows of
   `windows` pixels slide over the image resized to `work_size` (longer side), with a stride of
   `stride_frac` × window; every crop is cut from the full-resolution image, resized to
-  `crop_size` and classified. Crops of all images in a call are classified together,
-  `batch_size` crops per forward pass. p(concept) = summed probability of the concept's
+  `crop_size` and classified. Crops of all images in a call are classified together, in
+  batches of the classifier's own batch size. p(concept) = summed probability of the concept's
   ImageNet classes. Each crop votes for the pixels it covers; `aggregate="mean"` weights the
   votes with a Gaussian centred on the window (σ = side / 4) and averages them, `"max"` keeps
   the per-pixel maximum (blockier: a confident window paints all of itself). The heat map is
@@ -30,14 +30,16 @@ Scores (in [0, 1]):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pipeline.segment.base import ConceptDetection
+
+if TYPE_CHECKING:
+    from pipeline.classify import Classifier
 from pipeline.segment.cam_concepts import (
     BACKGROUND,
     CAM_CONCEPT_CLASSES,
@@ -78,20 +80,18 @@ def window_positions(length: int, window: int, stride: int) -> list[int]:
 class CamSegmenter:
     """Concept masks from an ImageNet classifier alone (CAM + GrabCut, crop classification).
 
-    `classifier_obj` is an already-loaded classifier to share (then `classifier` and `device` are
-    ignored); otherwise `classifier` is loaded once per process with `cached_classifier`.
-    `concepts`: `object`, `background` and the names in `cam_concepts.CAM_CONCEPT_CLASSES`.
-    `work_size`, `windows`, `stride_frac`, `crop_size`, `aggregate`, `threshold` and
-    `superpixels` shape part masks; `grabcut_iters` shapes object masks; `batch_size` is the
-    number of crops per forward pass. Everything that changes a mask is in `id`.
+    `classifier` is the loaded classifier whose evidence it uses (the build passes its own, or
+    the one the `classifier` option names); crops go through it in batches of its
+    `batch_size`. `concepts`: `object`, `background` and the names in
+    `cam_concepts.CAM_CONCEPT_CLASSES`. `work_size`, `windows`, `stride_frac`, `crop_size`,
+    `aggregate`, `threshold` and `superpixels` shape part masks; `grabcut_iters` shapes object
+    masks. Everything that changes a mask is in `id`.
     """
 
     def __init__(
         self,
         concepts: Sequence[str] = (OBJECT, BACKGROUND),
-        classifier: str = "timm:tf_efficientnet_lite0",
-        device: str = "auto",
-        batch_size: int = 64,
+        classifier: Classifier | None = None,
         work_size: int = 320,
         windows: Sequence[int] = (80, 120),
         stride_frac: float = 0.5,
@@ -100,7 +100,6 @@ class CamSegmenter:
         aggregate: str = "mean",
         superpixels: int = 200,
         grabcut_iters: int = 5,
-        classifier_obj: Any = None,
     ) -> None:
         concepts = tuple(dict.fromkeys(concepts))
         unknown = [c for c in concepts if c not in supported_concepts()]
@@ -120,17 +119,13 @@ class CamSegmenter:
             raise ValueError(f"cam segmenter: threshold must be in (0, 1), got {threshold}")
         if aggregate not in ("mean", "max"):
             raise ValueError(f"cam segmenter: aggregate must be 'mean' or 'max', got {aggregate!r}")
-        if batch_size < 1 or work_size < 32 or crop_size < 32:
-            raise ValueError("cam segmenter: batch_size ≥ 1, work_size ≥ 32, crop_size ≥ 32")
-
-        if classifier_obj is None:
-            from pipeline.classify import cached_classifier
-
-            options = "{}" if device == "auto" else json.dumps({"device": device})
-            classifier_obj = cached_classifier(classifier, options)
-        self.classifier = classifier_obj
+        if work_size < 32 or crop_size < 32:
+            raise ValueError("cam segmenter: work_size ≥ 32, crop_size ≥ 32")
+        if classifier is None:
+            raise ValueError("cam segmenter: needs a loaded classifier (`classifier=`)")
+        self.classifier = classifier
         self.concepts: tuple[str, ...] = concepts
-        self.batch_size = int(batch_size)
+        self.batch_size = int(getattr(classifier, "batch_size", 32))
         self.work_size = int(work_size)
         self.windows = windows
         self.stride_frac = float(stride_frac)
@@ -142,14 +137,14 @@ class CamSegmenter:
         self.parts = tuple(c for c in concepts if c in CAM_CONCEPT_CLASSES)
         self._part_classes = [list(concept_class_indices(c)) for c in self.parts]
 
-        config = getattr(classifier_obj, "data_config", None) or {}
+        config = getattr(classifier, "data_config", None) or {}
         mean = np.asarray(config.get("mean", (0.485, 0.456, 0.406)), np.float32) * 255.0
         std = np.asarray(config.get("std", (0.229, 0.224, 0.225)), np.float32) * 255.0
         self._mean, self._std = mean, std
 
         wins = "-".join(str(w) for w in windows)
         self.id = (
-            f"cam@{VERSION}({classifier_obj.id},work={self.work_size},win={wins},"
+            f"cam@{VERSION}({classifier.id},work={self.work_size},win={wins},"
             f"stride={self.stride_frac:g},crop={self.crop_size},agg={aggregate},"
             f"thr={self.threshold:g},sp={self.superpixels},gc={self.grabcut_iters})"
         )

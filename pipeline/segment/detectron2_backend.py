@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.segment.base import ConceptDetection
-from pipeline.segment.quality import finalize, instances_to_detections, to_numpy
+from pipeline.segment.quality import instances_to_detections, to_numpy
 from pipeline.segment.vocabulary import (
     backends_for,
     canonical,
@@ -74,8 +74,6 @@ def panoptic_to_detections(
     *,
     concepts: Collection[str] | None = None,
     score_threshold: float = 0.0,
-    merge: bool = True,
-    dilation: int = 0,
 ) -> list[ConceptDetection]:
     """Detections from a panoptic result: `panoptic_seg` (H x W segment ids, 0 = void) and
     `segments_info` ({id, isthing, category_id, score?}). `category_id` indexes `thing_classes`
@@ -100,7 +98,7 @@ def panoptic_to_detections(
         if score < score_threshold:
             continue
         found.append(ConceptDetection(concept, segment_ids == int(info["id"]), score))
-    return finalize(found, merge=merge, dilation=dilation)
+    return found
 
 
 def route_concepts(
@@ -220,8 +218,6 @@ class Detectron2Segmenter:
         score_threshold: float = 0.5,
         device: str = "auto",
         batch_size: int = 4,
-        merge_instances: bool = True,
-        dilation: int = 0,
     ) -> None:
         unknown_models = [m for m in models if m not in MODELS]
         if unknown_models or not models:
@@ -244,13 +240,10 @@ class Detectron2Segmenter:
         self.concepts: tuple[str, ...] = wanted
         self.score_threshold = float(score_threshold)
         self.batch_size = int(batch_size)
-        self.merge = bool(merge_instances)
-        self.dilation = int(dilation)
         self.lvis_vocabulary = lvis_subset()
         parts = ",".join(f"{name}={p.weights_id}" for name, p in sorted(self.predictors.items()))
         self.id = (
-            f"{BACKEND}@{VERSION}({parts},score={self.score_threshold:g},"
-            f"merge={int(self.merge)},dilate={self.dilation})"
+            f"{BACKEND}@{VERSION}({parts},score={self.score_threshold:g})"
         )
 
     def _convert(self, model: str, output: dict[str, Any]) -> list[ConceptDetection]:
@@ -265,7 +258,6 @@ class Detectron2Segmenter:
                 predictor.stuff_classes,
                 concepts=concepts,
                 score_threshold=self.score_threshold,
-                merge=False,
             )
         return detections_from_instances(
             output["instances"],
@@ -273,7 +265,6 @@ class Detectron2Segmenter:
             self.lvis_vocabulary,
             concepts=concepts,
             score_threshold=self.score_threshold,
-            merge=False,
         )
 
     def segment(
@@ -287,7 +278,7 @@ class Detectron2Segmenter:
                 outputs = predictor(images[start : start + self.batch_size])
                 for offset, output in enumerate(outputs):
                     found[start + offset].extend(self._convert(model, output))
-        return [finalize(f, merge=self.merge, dilation=self.dilation) for f in found]
+        return found
 
 
 def create(**options: Any) -> Detectron2Segmenter:

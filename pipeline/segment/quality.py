@@ -1,11 +1,11 @@
-"""Mask post-processing shared by the model and annotation backends: pure functions.
+"""Mask post-processing, in one place for every backend: pure functions.
 
-A backend may see several instances of one concept in one image (three cars, two wheels). The
-pipeline stores one mask per (image, concept), so by default (`merge_instances=True`) the
-instances are merged: the union of their masks, scored by the most confident instance. An
-optional dilation grows each final mask by a number of pixels (a margin so that a texture swap
-also covers the object's anti-aliased edge). The quality *rules* (min_score, min_area,
-max_area) are applied later, by `pipeline.stages.segment`, to what the backend returns.
+Backends return raw detections. The segment stage then applies, here: instance merging (a
+backend may see several instances of one concept in one image, three cars, two wheels; the
+build keeps one mask per (image, concept): the union of the instances' masks, scored by the
+most confident one), an optional dilation (`segment.dilation` pixels, a margin so that a
+texture swap also covers the object's anti-aliased edge), and the quality rules
+(`min_score`, `min_area`, `max_area`; `quality_rejection`).
 
 `instances_to_detections` turns any instance-segmentation output (class indices, scores,
 per-instance masks, the model's class names) into our records; torchvision's and detectron2's
@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.config import SegmentConfig
 from pipeline.segment.base import ConceptDetection
 
 
@@ -68,14 +69,28 @@ def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
 def finalize(
     detections: Iterable[ConceptDetection], merge: bool = True, dilation: int = 0
 ) -> list[ConceptDetection]:
-    """What a backend returns for one image: instances merged per concept (by default),
-    dilated by `dilation` pixels, empty masks dropped."""
+    """The one post-processing of a backend's detections of one image, applied by the segment
+    stage: empty masks dropped, instances merged per concept, grown by `dilation` pixels.
+    Backends return raw instances and never post-process themselves."""
     found = [d for d in detections if np.asarray(d.mask).any()]
     if merge:
         found = merge_instances(found)
     if dilation:
         found = [ConceptDetection(d.concept, dilate_mask(d.mask, dilation), d.score) for d in found]
     return found
+
+
+def quality_rejection(config: SegmentConfig, score: float, area_frac: float) -> str | None:
+    """The first quality rule of `config` a mask fails, as a reason, or None if it passes."""
+    if area_frac <= 0.0:
+        return "empty mask"
+    if score < config.min_score:
+        return f"score {score:.3f} < min_score {config.min_score}"
+    if area_frac < config.min_area:
+        return f"area {area_frac:.3f} < min_area {config.min_area}"
+    if area_frac > config.max_area:
+        return f"area {area_frac:.3f} > max_area {config.max_area}"
+    return None
 
 
 def instances_to_detections(
@@ -88,8 +103,6 @@ def instances_to_detections(
     concepts: Collection[str] | None = None,
     score_threshold: float = 0.0,
     mask_threshold: float = 0.5,
-    merge: bool = True,
-    dilation: int = 0,
 ) -> list[ConceptDetection]:
     """Detections of one image from instance-segmentation outputs.
 
@@ -126,7 +139,14 @@ def instances_to_detections(
             continue
         binary = mask if mask.dtype == bool else mask >= mask_threshold
         found.append(ConceptDetection(concept, np.ascontiguousarray(binary), float(score)))
-    return finalize(found, merge=merge, dilation=dilation)
+    return found
 
 
-__all__ = ["dilate_mask", "finalize", "instances_to_detections", "merge_instances", "to_numpy"]
+__all__ = [
+    "dilate_mask",
+    "finalize",
+    "instances_to_detections",
+    "merge_instances",
+    "quality_rejection",
+    "to_numpy",
+]

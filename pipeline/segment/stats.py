@@ -1,21 +1,22 @@
-"""Per-concept statistics of a build's masks manifest (`conceptswap concepts BUILD`).
+"""Per-concept statistics of a build's masks (`conceptswap concepts BUILD`).
 
-Reads `BUILD/manifests/masks.parquet` (columns mask_id, image_id, concept, score, area_frac,
-segmenter_id, path, kept, reject_reason) and summarises each concept: how many images it was
-found in, how many masks were kept or rejected and by which quality rule, the area fraction's
-10th/50th/90th percentiles over the masks found (kept or not, empty masks excluded) and the
-mean score.
+Summarises the masks manifest's records (`ConceptMask`: image, concept, score, area fraction,
+segmenter, kept, reject reason) per concept: how many images it was found in, how many masks
+were kept or rejected and by which quality rule, the area fraction's 10th/50th/90th percentiles
+over the masks found (kept or not, empty masks excluded) and the mean score. The caller reads
+the records (`BuildStore(build).read("masks")`): this module reads no files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-# `pipeline.stages.segment.quality_rejection` reasons → rule names.
+from pipeline.records import ConceptMask
+
+# `pipeline.segment.quality.quality_rejection` reasons → rule names.
 _RULES = (
     ("empty mask", "empty"),
     ("< min_score", "min_score"),
@@ -32,42 +33,23 @@ def rejection_rule(reason: str | None) -> str | None:
     return next((rule for marker, rule in _RULES if marker in reason), "other")
 
 
-def _manifest_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "manifests" / "masks.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no masks manifest at {path} (has the build run its segment stage?)"
-        )
-    return path
-
-
-def concept_stats(masks_parquet_path: str | Path) -> list[dict[str, Any]]:
-    """One row per concept (sorted by name) of a masks manifest, or of a build folder.
+def concept_stats(masks: Iterable[ConceptMask]) -> list[dict[str, Any]]:
+    """One row per concept (sorted by name) of a build's mask records.
 
     Keys: concept, images, masks, kept, rejected, rejected_<rule> for each quality rule
     (empty, min_score, min_area, max_area, other), area_p10, area_p50, area_p90, mean_score
     (None where no mask has an area), segmenters.
     """
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(_manifest_path(masks_parquet_path))
-    columns = set(table.column_names)
-    needed = {"image_id", "concept", "score", "area_frac", "kept", "reject_reason"}
-    if not needed <= columns:
-        raise ValueError(f"masks manifest lacks columns {sorted(needed - columns)}")
-    rows = table.to_pylist()
-    by_concept: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_concept.setdefault(str(row["concept"]), []).append(row)
+    by_concept: dict[str, list[ConceptMask]] = {}
+    for mask in masks:
+        by_concept.setdefault(mask.concept, []).append(mask)
     stats = []
     for concept in sorted(by_concept):
-        masks = by_concept[concept]
-        kept = [m for m in masks if m["kept"]]
-        rules = [rejection_rule(m["reject_reason"]) for m in masks if not m["kept"]]
-        areas = np.asarray([float(m["area_frac"]) for m in masks if float(m["area_frac"]) > 0])
-        scores = np.asarray([float(m["score"]) for m in masks], dtype=np.float64)
+        found = by_concept[concept]
+        kept = [m for m in found if m.kept]
+        rules = [rejection_rule(m.reject_reason) for m in found if not m.kept]
+        areas = np.asarray([m.area_frac for m in found if m.area_frac > 0], dtype=np.float64)
+        scores = np.asarray([m.score for m in found], dtype=np.float64)
         p10, p50, p90 = (
             (float(v) for v in np.quantile(areas, [0.1, 0.5, 0.9]))
             if areas.size
@@ -75,10 +57,10 @@ def concept_stats(masks_parquet_path: str | Path) -> list[dict[str, Any]]:
         )
         entry: dict[str, Any] = {
             "concept": concept,
-            "images": len({m["image_id"] for m in masks}),
-            "masks": len(masks),
+            "images": len({m.image_id for m in found}),
+            "masks": len(found),
             "kept": len(kept),
-            "rejected": len(masks) - len(kept),
+            "rejected": len(found) - len(kept),
         }
         for rule in (*RULES, "other"):
             entry[f"rejected_{rule}"] = sum(1 for r in rules if r == rule)
@@ -87,7 +69,7 @@ def concept_stats(masks_parquet_path: str | Path) -> list[dict[str, Any]]:
             area_p50=p50,
             area_p90=p90,
             mean_score=float(scores.mean()) if scores.size else None,
-            segmenters=sorted({str(m.get("segmenter_id")) for m in masks}),
+            segmenters=sorted({str(m.segmenter_id) for m in found}),
         )
         stats.append(entry)
     return stats

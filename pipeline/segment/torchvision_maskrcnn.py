@@ -72,8 +72,6 @@ class TorchvisionMaskRCNNSegmenter:
         mask_threshold: float = 0.5,
         device: str = "auto",
         batch_size: int = 4,
-        merge_instances: bool = True,
-        dilation: int = 0,
         min_size: int = 800,
         max_size: int = 1333,
         detections_per_image: int = 100,
@@ -93,10 +91,8 @@ class TorchvisionMaskRCNNSegmenter:
             raise ValueError(f"{BACKEND}: no concepts requested")
         if not 0.0 <= score_threshold <= 1.0 or not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"{BACKEND}: score_threshold in [0, 1], mask_threshold in (0, 1)")
-        if batch_size < 1 or dilation < 0 or min_size < 32 or max_size < min_size or proposals < 1:
-            raise ValueError(
-                f"{BACKEND}: batch_size ≥ 1, dilation ≥ 0, proposals ≥ 1, 32 ≤ min_size ≤ max_size"
-            )
+        if batch_size < 1 or min_size < 32 or max_size < min_size or proposals < 1:
+            raise ValueError(f"{BACKEND}: batch_size ≥ 1, proposals ≥ 1, 32 ≤ min_size ≤ max_size")
 
         from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
@@ -104,8 +100,6 @@ class TorchvisionMaskRCNNSegmenter:
         self.score_threshold = float(score_threshold)
         self.mask_threshold = float(mask_threshold)
         self.batch_size = int(batch_size)
-        self.merge = bool(merge_instances)
-        self.dilation = int(dilation)
         self.device = _resolve_device(device)
         self.class_names = coco_label_names()
         self.vocabulary = label_map(self.class_names)
@@ -132,8 +126,7 @@ class TorchvisionMaskRCNNSegmenter:
         self.model = model.eval().to(self.device)
         self.id = (
             f"{BACKEND}@{VERSION}(weights={weights_id},score={self.score_threshold:g},"
-            f"mask={self.mask_threshold:g},size={min_size}-{max_size},rpn={proposals},"
-            f"merge={int(self.merge)},dilate={self.dilation})"
+            f"mask={self.mask_threshold:g},size={min_size}-{max_size},rpn={proposals})"
         )
 
     @staticmethod
@@ -208,8 +201,6 @@ class TorchvisionMaskRCNNSegmenter:
                     concepts=self.concepts,
                     score_threshold=self.score_threshold,
                     mask_threshold=self.mask_threshold,
-                    merge=self.merge,
-                    dilation=self.dilation,
                 )
             )
         return results

@@ -6,7 +6,7 @@ must not count as classifier errors. Transforming `road` (or the `wheel`, a part
 photo keeps the label: *valid*.
 
 The verdicts come from `data/validity.tsv`, generated from WordNet 3.0 by
-`python -m pipeline.segment.make_validity` (the rule is documented there and in
+`python tools/make_validity.py` (the rule is documented there and in
 docs/segmentation.md) and committed, so the runtime needs no WordNet. The file lists the pairs
 a WordNet relation or a curated override decides; `object` is invalid and `background` valid
 for every class; every other pair is valid (no relation).
@@ -54,7 +54,7 @@ def _load(path: Path = TABLE_PATH) -> _Table:
     except OSError as error:
         raise RuntimeError(
             f"cannot read the validity table {path}: {error.strerror or error}; "
-            "regenerate it with `python -m pipeline.segment.make_validity`"
+            "regenerate it with `python tools/make_validity.py`"
         ) from None
     if not concepts:
         raise RuntimeError(f"{path} has no `# concepts:` header; regenerate it")

@@ -6,17 +6,18 @@ not the shard's product of concepts and styles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from pipeline.classify import Classifier, topk
-from pipeline.config import ClassifierConfig, FilterConfig, TransformConfig
+from pipeline.config import BuildConfig, TransformConfig
 from pipeline.filters import judge
 from pipeline.hashing import stable_key
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, Stylized
+from pipeline.stages.backends import Backends
 from pipeline.store import BuildStore
 from pipeline.store.build_store import PngWriter
 from pipeline.transform import composite
@@ -88,24 +89,22 @@ def counterfactual_shard(
     images: Sequence[SourceImage],
     masks: Sequence[ConceptMask],
     stylized: Sequence[Stylized],
-    transform: TransformConfig,
-    classifier_config: ClassifierConfig,
-    filters: FilterConfig,
-    fingerprint: str,
-    load: Callable[[], Classifier],
+    backends: Backends,
+    config: BuildConfig,
 ) -> tuple[str, list[Counterfactual]]:
-    planned = plan(images, masks, stylized, transform)
+    """Composite, classify and judge every (kept mask, stylized image) pair of the shard."""
+    planned = plan(images, masks, stylized, config.transform)
     key = stable_key(
         CODE_VERSION,
-        fingerprint,
-        classifier_config.topk,
-        filters.model_dump(),
+        backends.classifier.id,
+        config.classifier.topk,
+        config.filter.model_dump(),
         [p.cf_id for p in planned],
     )
     if store.has_part("counterfactuals", key):
         done = [c for c in store.read_part("counterfactuals", key) if isinstance(c, Counterfactual)]
         by_id = {p.cf_id: p for p in planned}
-        render = Renderer(store, transform)
+        render = Renderer(store, config.transform)
         for record in done:  # re-create only files that went missing
             if not store.exists(record.path):
                 store.save_png(record.path, render(by_id[record.cf_id]))
@@ -113,7 +112,7 @@ def counterfactual_shard(
     if not planned:
         store.write_part("counterfactuals", key, [])
         return key, []
-    classifier = load()
+    classifier = backends.classifier.load()
     with_cf = sorted({p.image.image_id: p.image for p in planned}.items())
     clean_probs = dict(
         zip(
@@ -122,18 +121,10 @@ def counterfactual_shard(
             strict=True,
         )
     )
-    render = Renderer(store, transform)
+    render = Renderer(store, config.transform)
     with store.png_writer() as writer:  # PNG encoding overlaps the classifier's next batch
         records = _classify_and_judge(
-            store,
-            planned,
-            clean_probs,
-            render,
-            writer,
-            classifier,
-            transform,
-            classifier_config,
-            filters,
+            store, planned, clean_probs, render, writer, classifier, backends.classifier.id, config
         )
     store.write_part("counterfactuals", key, records)
     return key, records
@@ -146,13 +137,12 @@ def _classify_and_judge(
     render: Renderer,
     writer: PngWriter,
     classifier: Classifier,
-    transform: TransformConfig,
-    classifier_config: ClassifierConfig,
-    filters: FilterConfig,
+    classifier_id: str,
+    config: BuildConfig,
 ) -> list[Counterfactual]:
     names = classifier.class_names
     records: list[Counterfactual] = []
-    for batch in _batches(planned, classifier_config.batch_size):
+    for batch in _batches(planned, config.classifier.batch_size):
         pixels = []
         for item in batch:
             relpath = store.relpath("counterfactuals", item.cf_id)
@@ -166,7 +156,7 @@ def _classify_and_judge(
             label = item.image.label
             reference = clean_pred if label is None else label
             verdicts, kept = judge(
-                filters,
+                config.filter,
                 concept=item.mask.concept,
                 label=label,
                 clean_pred=clean_pred,
@@ -184,13 +174,13 @@ def _classify_and_judge(
                     concept=item.mask.concept,
                     texture=item.texture,
                     style_image=item.stylized.style_id,
-                    blend=transform.blend,
+                    blend=config.transform.blend,
                     area_frac=item.mask.area_frac,
                     label=label,
                     path=store.relpath("counterfactuals", item.cf_id),
-                    classifier_id=classifier.id,
-                    clean_topk=topk(clean[None], classifier_config.topk)[0],
-                    cf_topk=topk(probs[None], classifier_config.topk)[0],
+                    classifier_id=classifier_id,
+                    clean_topk=topk(clean[None], config.classifier.topk)[0],
+                    cf_topk=topk(probs[None], config.classifier.topk)[0],
                     clean_pred=clean_pred,
                     cf_pred=cf_pred,
                     clean_true_prob=round(float(clean[reference]), 6),

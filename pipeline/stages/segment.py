@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.config import SegmentConfig
+from pipeline.config import BuildConfig
 from pipeline.hashing import stable_key
 from pipeline.imageio import ImageDecodeError
 from pipeline.records import ConceptMask, QuarantineEntry, SourceImage
 from pipeline.segment import Segmenter
 from pipeline.segment.annotation_formats import AnnotationError
 from pipeline.segment.base import ConceptDetection
-from pipeline.segment.quality import dilate_mask, merge_instances
+from pipeline.segment.quality import finalize, quality_rejection
+from pipeline.stages.backends import Backends
 from pipeline.store import BuildStore
 
 CODE_VERSION = "segment-v1"
 # errors a segmenter raises for one bad input (a mask of the wrong size, an unreadable annotated
 # image): that image is quarantined and the shard goes on; any other error fails the stage
 BAD_INPUT_ERRORS = (AnnotationError, ImageDecodeError)
-
-
-def quality_rejection(config: SegmentConfig, score: float, area_frac: float) -> str | None:
-    """The first quality rule a mask fails, as a reason, or None if it passes."""
-    if area_frac <= 0.0:
-        return "empty mask"
-    if score < config.min_score:
-        return f"score {score:.3f} < min_score {config.min_score}"
-    if area_frac < config.min_area:
-        return f"area {area_frac:.3f} < min_area {config.min_area}"
-    if area_frac > config.max_area:
-        return f"area {area_frac:.3f} > max_area {config.max_area}"
-    return None
 
 
 def _segment_batch(
@@ -58,38 +46,42 @@ def _segment_batch(
 
 
 def segment_shard(
-    store: BuildStore,
-    images: Sequence[SourceImage],
-    config: SegmentConfig,
-    fingerprint: str,
-    load: Callable[[], Segmenter],
+    store: BuildStore, images: Sequence[SourceImage], backends: Backends, config: BuildConfig
 ) -> tuple[str, list[ConceptMask]]:
-    """Masks (kept and rejected) for every image of the shard. Returns (key, masks)."""
-    settings = config.model_dump(exclude={"batch_size"})
+    """Masks (kept and rejected) for every image of the shard. Returns (key, masks).
+
+    The backend returns raw detections; merging, dilation and the quality rules are applied
+    here, once, for every backend (`pipeline.segment.quality`).
+    """
+    segment_config = config.segment
+    fingerprint = backends.segmenter.id
+    settings = segment_config.model_dump(exclude={"batch_size"})
     key = stable_key(CODE_VERSION, fingerprint, settings, [i.image_id for i in images])
     if store.has_part("masks", key):
         done = [m for m in store.read_part("masks", key) if isinstance(m, ConceptMask)]
         if all(store.exists(m.path) for m in done if m.area_frac > 0):
             return key, done
-    segmenter = load()
+    segmenter = backends.segmenter.load()
     masks: list[ConceptMask] = []
     quarantined: list[QuarantineEntry] = []
+    size = segment_config.batch_size
     with store.png_writer() as writer:  # encoding overlaps the next batch
-        for start in range(0, len(images), config.batch_size):
-            batch = images[start : start + config.batch_size]
+        for start in range(0, len(images), size):
+            batch = images[start : start + size]
             pixels = [store.load_image(image.path) for image in batch]
             found = _segment_batch(segmenter, batch, pixels, quarantined)
             for image, detections in zip(batch, found, strict=True):
                 if detections is None:
                     continue  # quarantined: no masks, so no counterfactuals for this image
-                for detection in sorted(merge_instances(detections), key=lambda d: d.concept):
-                    mask = dilate_mask(np.asarray(detection.mask, dtype=bool), config.dilation)
+                final = finalize(detections, dilation=segment_config.dilation)
+                for detection in sorted(final, key=lambda d: d.concept):
+                    mask = np.asarray(detection.mask, dtype=bool)
                     area = float(mask.mean())
                     mask_id = stable_key(image.image_id, detection.concept, fingerprint, length=32)
                     relpath = store.relpath("masks", mask_id)
                     if area > 0 and not store.exists(relpath):
                         writer.save(relpath, mask)
-                    reason = quality_rejection(config, float(detection.score), area)
+                    reason = quality_rejection(segment_config, float(detection.score), area)
                     masks.append(
                         ConceptMask(
                             mask_id=mask_id,
@@ -97,7 +89,7 @@ def segment_shard(
                             concept=detection.concept,
                             score=round(float(detection.score), 6),
                             area_frac=round(area, 6),
-                            segmenter_id=segmenter.id,
+                            segmenter_id=fingerprint,
                             path=relpath,
                             kept=reason is None,
                             reject_reason=reason,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.config import StylizeConfig
+from pipeline.config import BuildConfig
 from pipeline.hashing import stable_key
 from pipeline.records import ConceptMask, SourceImage, StyleImage, Stylized
+from pipeline.stages.backends import Backends
 from pipeline.store import BuildStore
 from pipeline.stylize import Stylizer
 
@@ -35,13 +36,18 @@ def images_to_stylize(
 def stylize_shard(
     store: BuildStore,
     images: Sequence[SourceImage],
-    styles: Sequence[StyleImage],
-    config: StylizeConfig,
-    fingerprint: str,
-    seed: int,
-    load: Callable[[], Stylizer],
-    load_style: Callable[[StyleImage], np.ndarray],
+    masks: Sequence[ConceptMask],
+    backends: Backends,
+    config: BuildConfig,
 ) -> tuple[str, list[Stylized]]:
+    """Every image with a kept concept in every style image of the build. Returns (key, records).
+
+    Stylized images already on disk (same id) are not made again, so adding a texture
+    stylizes only with the new style images.
+    """
+    images = images_to_stylize(images, masks)
+    styles = backends.styles
+    fingerprint, seed, batch_size = backends.stylizer.id, config.seed, config.stylize.batch_size
     ids = [[stylized_id(i.image_id, s, fingerprint, seed) for s in styles] for i in images]
     key = stable_key(CODE_VERSION, fingerprint, ids)
     if store.has_part("stylized", key):
@@ -64,11 +70,12 @@ def stylize_shard(
                 for row, image in enumerate(images)
                 if not store.exists(store.relpath("stylized", ids[row][column]))
             ]
-            for start in range(0, len(todo), config.batch_size):
-                batch = todo[start : start + config.batch_size]
-                stylizer = stylizer or load()
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                stylizer = stylizer or backends.stylizer.load()
                 pixels = [source(image) for image, _ in batch]
-                outputs = stylizer.stylize(pixels, load_style(style), seed=style_seed(seed, style))
+                style_pixels = backends.style_pixels(style)
+                outputs = stylizer.stylize(pixels, style_pixels, seed=style_seed(seed, style))
                 for (_, sid), output in zip(batch, outputs, strict=True):
                     writer.save(store.relpath("stylized", sid), output)
     for column, style in enumerate(styles):

@@ -19,16 +19,24 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
+from pipeline.config import BuildConfig
 from pipeline.imageio import encode_png, load_png
-from pipeline.records import QuarantineEntry, Record
+from pipeline.records import RECORD_TYPES, QuarantineEntry, Record
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files
 from pipeline.store.manifest import concat_sorted, read_records, records_to_table, write_table
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 FILE_KINDS = ("images", "masks", "stylized", "counterfactuals")
+BUILD_YAML = "build.yaml"
 
 
 def _write_png(path: Path, array: np.ndarray) -> Path:
@@ -120,6 +128,49 @@ class BuildStore:
         tables = [pq.read_table(self.part_path(kind, key)) for key in keys]
         target = target or self.manifest_path(kind)
         return write_table(target, concat_sorted(kind, tables))
+
+    def has_manifest(self, kind: str = "counterfactuals") -> bool:
+        return self.manifest_path(kind).is_file()
+
+    def table(self, kind: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """The consolidated manifest of `kind` under its declared schema (an absent manifest
+        reads as an empty, typed table)."""
+        schema = RECORD_TYPES[kind].arrow_schema()
+        names = list(columns) if columns is not None else schema.names
+        path = self.manifest_path(kind)
+        if not path.is_file():
+            return pa.schema([schema.field(n) for n in names]).empty_table()
+        table = pq.read_table(path, columns=names)
+        return table.cast(pa.schema([schema.field(n) for n in names]))
+
+    def read(self, kind: str) -> list[Record]:
+        """The records of the consolidated manifest of `kind`."""
+        record_type = RECORD_TYPES[kind]
+        return [record_type.from_row(row) for row in self.table(kind).to_pylist()]
+
+    def frame(self, kind: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The manifest of `kind` as a DataFrame with the declared column types (for the
+        statistics that group and join whole tables)."""
+        return self.table(kind, columns).to_pandas()
+
+    # -- the resolved config -------------------------------------------------------------------
+    @property
+    def build_yaml(self) -> Path:
+        return self.root / BUILD_YAML
+
+    def resolved(self) -> dict[str, Any]:
+        """`build.yaml` as written: the config plus its `resolved` section (versions, model
+        ids, weight hashes, style images); empty when the build has none yet."""
+        if not self.build_yaml.is_file():
+            return {}
+        data = yaml.safe_load(self.build_yaml.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+
+    def config(self) -> BuildConfig:
+        """The config this build was made with (the file's `resolved` section set aside)."""
+        if not self.build_yaml.is_file():
+            raise FileNotFoundError(f"{self.root} has no {BUILD_YAML}; build it first")
+        return BuildConfig.from_yaml(self.build_yaml)
 
     def manifest_path(self, kind: str) -> Path:
         if kind == "counterfactuals":

@@ -28,12 +28,9 @@ ID_COLUMNS = {
 
 
 def records_to_table(kind: str, records: Sequence[Record]) -> pa.Table:
-    rows = [record.to_row() for record in records]
-    if rows:
-        return pa.Table.from_pylist(rows)
-    record_type = RECORD_TYPES[kind]
-    empty = record_type.__dataclass_fields__  # type: ignore[attr-defined]
-    return pa.table({name: pa.array([], type=pa.null()) for name in empty})
+    """Rows of `records` under the schema their type declares (typed even when empty)."""
+    schema = RECORD_TYPES[kind].arrow_schema()
+    return pa.Table.from_pylist([record.to_row() for record in records], schema=schema)
 
 
 def write_table(path: str | Path, table: pa.Table) -> Path:
@@ -57,7 +54,7 @@ def concat_sorted(kind: str, tables: Iterable[pa.Table]) -> pa.Table:
     id_column = ID_COLUMNS[kind]
     rows = {row[id_column]: row for row in table.to_pylist()}
     ordered = [rows[key] for key in sorted(rows)]
-    return pa.Table.from_pylist(ordered, schema=table.schema)
+    return pa.Table.from_pylist(ordered, schema=RECORD_TYPES[kind].arrow_schema())
 
 
 def table_digest(path: str | Path) -> str:

@@ -5,7 +5,7 @@ and reading every source image. A build that finished writes `BUILD/.complete.js
 signature of everything its outputs depend on:
 
 * the resolved config and the stages' code versions;
-* the models: names and weight-file digests (`pipeline.stages.models` fingerprints);
+* the models: names and weight-file digests (the fingerprints of `pipeline.stages.Backends`);
 * the source: the built-in sample names, or every file of a folder with its size and mtime;
 * the style images: path, size and mtime of each.
 
@@ -23,22 +23,16 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from pipeline.config import BuildConfig, SourceConfig
 from pipeline.hashing import stable_key
 from pipeline.records import StyleImage
 from pipeline.store.atomic import atomic_write_text
+from pipeline.store.build_store import BuildStore
 
 STAMP_FILE = ".complete.json"
 # files a finished build has besides those its manifests name
 BUILD_FILES = ("build.yaml", "quarantine.jsonl", "concept_stats.json", "manifest.parquet")
-PATH_MANIFESTS = (
-    "manifest.parquet",
-    "manifests/images.parquet",
-    "manifests/masks.parquet",
-    "manifests/stylized.parquet",
-)
+PATH_KINDS = ("counterfactuals", "images", "masks", "stylized")  # manifests that name files
 
 
 def _file_stat(path: Path) -> list[int]:
@@ -70,18 +64,22 @@ def source_signature(source: SourceConfig) -> str | None:
 
 
 def build_signature(
-    config: BuildConfig, styles: Sequence[StyleImage], model_fingerprints: Sequence[str]
+    config: BuildConfig,
+    styles: Sequence[StyleImage],
+    model_fingerprints: Sequence[str],
+    code_versions: Sequence[str],
 ) -> str | None:
     """The signature of everything a build's outputs depend on; None when there is none."""
-    from pipeline.stages import counterfactual, ingest, segment, stylize
-
     source = source_signature(config.source)
     if source is None:
         return None
-    versions = [m.CODE_VERSION for m in (ingest, segment, stylize, counterfactual)]
     style_files = [(s.style_id, s.sha256, s.path, _file_stat(Path(s.path))) for s in styles]
     return stable_key(
-        config.model_dump(mode="json"), versions, list(model_fingerprints), source, style_files
+        config.model_dump(mode="json"),
+        list(code_versions),
+        list(model_fingerprints),
+        source,
+        style_files,
     )
 
 
@@ -106,11 +104,12 @@ def missing_outputs(build_dir: str | Path) -> list[str]:
     missing = [name for name in BUILD_FILES if not (root / name).is_file()]
     if missing:
         return missing
-    for name in PATH_MANIFESTS:
-        columns = [c for c in ("path", "area_frac") if c in pq.read_schema(root / name).names]
-        table = pq.read_table(root / name, columns=columns)
+    store = BuildStore(root)
+    for kind in PATH_KINDS:
+        columns = ["path", "area_frac"] if kind == "masks" else ["path"]
+        table = store.table(kind, columns)
         paths = table.column("path").to_pylist()
-        if "area_frac" in columns:  # an empty mask is recorded but has no file
+        if kind == "masks":  # an empty mask is recorded but has no file
             areas = table.column("area_frac").to_pylist()
             paths = [path for path, area in zip(paths, areas, strict=True) if area > 0]
         missing += [path for path in paths if not (root / path).is_file()]
@@ -132,32 +131,3 @@ def is_up_to_date(build_dir: str | Path, signature: str | None) -> bool:
         return not missing_outputs(build_dir)
     except (OSError, ValueError, KeyError):  # an unreadable manifest: let the build repair it
         return False
-
-
-def build_styles(config: BuildConfig) -> list[StyleImage]:
-    """The style images a build uses: its textures, at most `styles_per_texture` of each."""
-    from pipeline.stylize.library import load_texture_library
-
-    per_texture = config.stylize.styles_per_texture
-    return [
-        style
-        for style in load_texture_library().styles(config.stylize.textures)
-        if per_texture is None or style.index < per_texture
-    ]
-
-
-def config_signature(config: BuildConfig, styles: Sequence[StyleImage] | None = None) -> str | None:
-    """`build_signature` with the models' fingerprints and the style images the config names."""
-    from pipeline.stages.models import (
-        classifier_fingerprint,
-        segmenter_fingerprint,
-        stylizer_fingerprint,
-    )
-
-    fingerprints = [
-        classifier_fingerprint(config.classifier),
-        segmenter_fingerprint(config.segment, config.classifier),
-        stylizer_fingerprint(config.stylize),
-    ]
-    chosen = build_styles(config) if styles is None else styles
-    return build_signature(config, chosen, fingerprints)

@@ -17,7 +17,7 @@ def _texture(**options: Any) -> Stylizer:
     return TextureStylizer(**options)
 
 
-@stylizers.register("adain")
+@stylizers.register("adain", settings=("batch_size",))
 def _adain(**options: Any) -> Stylizer:
     from pipeline.stylize.adain import AdaINStylizer
 

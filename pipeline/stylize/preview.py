@@ -1,11 +1,12 @@
 """Pictures for people: a contact sheet of the texture library and original/mask/result panels.
 
-`contact_sheet` is what `conceptswap textures --preview PATH` writes: one row per texture with
-its style images, the first cell holding the texture's name, licence, image count and source, and
-(optionally) a second row per texture with a sample photo re-rendered in each style image by the
-`texture` stylizer, so a user sees what a texture does before building with it. The sheet is an
-exact grid: `(1 + columns) * thumb` wide and `rows * thumb` high, where columns is the largest
-number of style images of a texture and rows is the number of textures, doubled with samples.
+`contact_sheet` is the PNG that `conceptswap textures --preview PATH` writes (it returns the
+bytes; the command writes the file): one row per texture with its style images, the first cell
+holding the texture's name, licence, image count and source, and (optionally) a second row per
+texture with a sample photo re-rendered in each style image by the `texture` stylizer, so a user
+sees what a texture does before building with it. The sheet is an exact grid:
+`(1 + columns) * thumb` wide and `rows * thumb` high, where columns is the largest number of
+style images of a texture and rows is the number of textures, doubled with samples.
 
 `side_by_side` lays out original / mask overlay / counterfactual for the build report.
 """
@@ -15,14 +16,12 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.imageio import encode_png
-from pipeline.store.atomic import atomic_write_bytes
 from pipeline.stylize.base import Stylizer
 from pipeline.stylize.colour import to_rgb_uint8
 from pipeline.stylize.library import TextureLibrary, load_style
@@ -175,16 +174,15 @@ def render_contact_sheet(
 
 def contact_sheet(
     library: TextureLibrary,
-    out_png: str | Path,
     thumb: int = 128,
     sample: str | np.ndarray | None = "astronaut",
     stylizer: Stylizer | None = None,
     textures: Sequence[str] | None = None,
     max_styles: int | None = None,
-) -> Path:
-    """Write the library's contact sheet to `out_png` (atomically) and return the path."""
+) -> bytes:
+    """The library's contact sheet as PNG bytes; the caller decides where (and how) to write it."""
     sheet = render_contact_sheet(library, thumb, sample, stylizer, textures, max_styles)
-    return atomic_write_bytes(out_png, encode_png(sheet))
+    return encode_png(sheet)
 
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Publish a build to the Hugging Face Hub as a dataset repository.
 
-`publish` exports the build (`pipeline.store.hf_export.export_build`) to
+`publish` exports the build (`pipeline.publish.export.export_build`) to
 `BUILD/publish/<repo-name>/` (or `out_dir`), then uploads only what differs from the repo:
 
 1. `create_repo(repo_id, repo_type="dataset", exist_ok=True)` (`private` applies to a new repo);
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.store.hf_export import DEFAULT_MAX_SHARD_SIZE, ExportResult, export_build
+from pipeline.publish.export import ExportResult, export_build
+from pipeline.publish.shards import DEFAULT_MAX_SHARD_SIZE
 
 logger = logging.getLogger(__name__)
 PUBLISH_DIR = "publish"
@@ -105,6 +106,7 @@ def is_unchanged(local: FileDigest, remote: Any) -> bool:
 
 
 def default_folder(build_dir: str | Path, repo_id: str) -> Path:
+    """Where `publish` writes the export of `build_dir` for `repo_id`: `BUILD/publish/<name>/`."""
     return Path(build_dir).resolve() / PUBLISH_DIR / repo_id.split("/")[-1]
 
 
@@ -222,6 +224,3 @@ def publish(
         repo_url=str(repo_url),
         **base,
     )
-
-
-__all__ = ["PublishError", "PublishResult", "default_folder", "file_digest", "publish"]

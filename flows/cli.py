@@ -1,7 +1,8 @@
-"""The `conceptswap` command line.
+"""The `conceptswap` command line: the application layer on top of the flows.
 
-`conceptswap build` with no arguments builds the offline demo dataset from the built-in sample
-photos into `data/builds/demo/`.
+It parses and checks the config once and hands the parsed objects down (`build_dataset`
+receives a `BuildConfig`, never a path to parse again). `conceptswap build` with no arguments
+builds the offline demo dataset from the built-in sample photos into `data/builds/demo/`.
 """
 
 from __future__ import annotations
@@ -68,17 +69,19 @@ def build(
     """
     from flows.runners import parse_runner
     from pipeline.config import DEFAULT_BUILDS_DIR, BuildConfig, ConfigError
-    from pipeline.store.stamp import config_signature, is_up_to_date
+    from pipeline.stages import Backends
+    from pipeline.stages.build import up_to_date
 
     try:
         parse_runner(runner)
         # fail fast with a clear message before Prefect starts
         build_config = BuildConfig.from_yaml(config) if config else BuildConfig.demo()
+        backends = Backends.of(build_config)  # fingerprints and styles, no model loaded
     except (ConfigError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
     target = out or DEFAULT_BUILDS_DIR / build_config.name
-    if not force and is_up_to_date(target, config_signature(build_config)):
+    if not force and up_to_date(target, backends):
         console.print(f"[green]up to date[/green] {target}: nothing to do (--force re-checks)")
         _summarise(target / "manifest.parquet")
         return
@@ -94,9 +97,7 @@ def build(
         progress.set_reporter(_rich_reporter(bar))
         try:
             manifest = build_dataset(
-                config_path=str(config) if config else None,
-                out=str(out) if out else None,
-                runner=runner,
+                config=build_config, out=str(target) if out else None, runner=runner
             )
         finally:
             progress.set_reporter(None)
@@ -117,9 +118,10 @@ def textures(
 
     library = load_texture_library()
     if preview is not None:
+        from pipeline.store.atomic import atomic_write_bytes
         from pipeline.stylize.preview import contact_sheet
 
-        contact_sheet(library, preview)
+        atomic_write_bytes(preview, contact_sheet(library))
         console.print(f"[green]wrote[/green] {preview}")
     table = Table("texture", "style images", "license")
     table.add_column("source", max_width=60, no_wrap=True, overflow="ellipsis")
@@ -179,7 +181,7 @@ def edit(
 ) -> None:
     """Edit a classifier with each method on the build's cases; compare (BUILD/edits)."""
     from flows.edit import run_edits
-    from pipeline.editing.runner import COMPARISON_MD, edits_dir
+    from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
 
     if not (build_dir / "manifest.parquet").is_file():
         console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
@@ -208,9 +210,8 @@ def publish(
     ] = False,
 ) -> None:
     """Publish a build to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
-    from pipeline.store.hf_export import UnknownLicenseError
-    from pipeline.store.publish import PublishError
-    from pipeline.store.publish import publish as publish_build
+    from pipeline.publish import PublishError, UnknownLicenseError
+    from pipeline.publish import publish as publish_build
 
     if not (build_dir / "manifest.parquet").is_file():
         console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
@@ -245,10 +246,11 @@ def concepts(
     build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
 ) -> None:
     """Per-concept statistics of a build: images, kept and rejected masks, areas, scores."""
-    from pipeline.segment.stats import concept_stats, format_concept_stats
+    from pipeline.report.build_overview import build_concept_stats
+    from pipeline.segment.stats import format_concept_stats
 
     try:
-        rows = concept_stats(build_dir)
+        rows = build_concept_stats(build_dir)
     except FileNotFoundError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -260,7 +262,7 @@ def doctor() -> None:
     """What is installed, which weights are present, and what each backend is missing."""
     from rich.table import Table
 
-    from pipeline.doctor import run_checks
+    from flows.doctor import run_checks
 
     table = Table("area", "name", "ok", "detail")
     for check in run_checks():
@@ -283,15 +285,13 @@ def samples() -> None:
 
 
 def _summarise(manifest: Path) -> None:
-    import pyarrow.parquet as pq
-
     from pipeline.store import BuildStore
 
-    table = pq.read_table(manifest, columns=["kept"]).to_pylist() if manifest.is_file() else []
     store = BuildStore(manifest.parent)
+    kept = store.table("counterfactuals", ["kept"]).column("kept").to_pylist()
     console.print(
-        f"[green]built[/green] {store.root}: {len(table)} counterfactuals "
-        f"({sum(r['kept'] for r in table)} kept), {len(store.quarantined())} quarantined inputs"
+        f"[green]built[/green] {store.root}: {len(kept)} counterfactuals "
+        f"({sum(kept)} kept), {len(store.quarantined())} quarantined inputs"
     )
     typer.echo(str(manifest))
 

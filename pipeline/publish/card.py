@@ -1,0 +1,243 @@
+"""The dataset card (`README.md`) of an export: Hub metadata, columns, statistics, provenance.
+
+The YAML front matter declares each config's data files and its features in the form `datasets`
+reads back from a card (`dataset_info`), so `load_dataset` restores `Image()` and `ClassLabel`
+from the card as well as from the Parquet files. The text states the provenance (the resolved
+build config, model ids with weight hashes, textures and their licenses) and the statistics.
+Nothing in it depends on the clock, so an unchanged build gives the same card.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+
+from pipeline.publish.licenses import image_license
+from pipeline.publish.rows import BuildView
+from pipeline.publish.shards import ConfigExport
+from pipeline.records import Counterfactual, SourceImage
+
+EXPORT_MARKER = "conceptswap-export"  # last line of every card: marks a folder as an export
+
+
+def _size_category(rows: int) -> str:
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ):
+        if rows < limit:
+            return label
+    return "10M<n<100M"
+
+
+def _dataset_info_yaml(config: ConfigExport, features: Any) -> dict[str, Any]:
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+
+    splits = SplitDict()
+    splits.add(SplitInfo(name="train", num_bytes=config.num_bytes, num_examples=config.rows))
+    info = DatasetInfo(
+        features=features,
+        splits=splits,
+        download_size=config.download_size,
+        dataset_size=config.num_bytes,
+        config_name=config.name,
+    )
+    data = info._to_yaml_dict()  # the exact form `datasets` reads back from a card
+    for split in data.get("splits", []):
+        split.pop("dataset_name", None)
+    return data
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.3f}"  # NaN -> empty
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _counts(rows: Sequence[Counterfactual], key: str) -> list[tuple[str, int, int]]:
+    total = Counter(getattr(r, key) for r in rows)
+    kept = Counter(getattr(r, key) for r in rows if r.kept)
+    return [(name, total[name], kept[name]) for name in sorted(total)]
+
+
+SENSITIVITY_COLUMNS = (
+    "concept", "n", "n_images", "clean_acc", "cf_acc", "cf_flip", "ctrl_flip", "sens_flip",
+    "sens_flip_low", "sens_flip_high",
+)  # fmt: skip
+
+
+def _sensitivity_section(build_dir: Path) -> str:
+    """Per-concept sensitivity of every audit report of the build (none: no section)."""
+    parts = []
+    for path in sorted((build_dir / "report").glob("*/by_concept.parquet")):
+        table = pq.read_table(path)
+        columns = [c for c in SENSITIVITY_COLUMNS if c in table.column_names]
+        rows = [[row[c] for c in columns] for row in table.select(columns).to_pylist()]
+        parts.append(f"Classifier report `{path.parent.name}`:\n\n{_table(columns, rows)}")
+    if not parts:
+        return ""
+    intro = (
+        "Per concept, pooled over classes and textures: `cf_flip` is how often the prediction "
+        "changes when the concept is re-textured, `ctrl_flip` the same for an area-matched "
+        "random mask in the same image, `sens_flip` their difference (95% interval in "
+        "`_low`/`_high`).\n\n"
+    )
+    return "## Sensitivity summary\n\n" + intro + "\n\n".join(parts) + "\n"
+
+
+def _front_matter(
+    name: str, configs: Sequence[tuple[ConfigExport, Any]], license_id: str, rows: int
+) -> str:
+    """The card's YAML metadata: what the Hub shows and what `load_dataset` reads back."""
+    metadata: dict[str, Any] = {
+        "license": license_id,
+        # `other`: the card's Licenses section says which licenses apply to what
+        **(
+            {"license_name": "mixed-source-licenses", "license_link": "README.md"}
+            if license_id == "other"
+            else {}
+        ),
+        "pretty_name": f"conceptswap counterfactuals: {name}",
+        "task_categories": ["image-classification"],
+        "tags": ["conceptswap", "counterfactual", "synthetic", "robustness", "model-editing"],
+        "size_categories": [_size_category(rows)],
+        "configs": [
+            {
+                "config_name": config.name,
+                "data_files": [{"split": "train", "path": f"data/{config.name}/train-*"}],
+                **({"default": True} if config.name == "counterfactuals" else {}),
+            }
+            for config, _ in configs
+        ],
+        "dataset_info": [_dataset_info_yaml(config, features) for config, features in configs],
+    }
+    return yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def render_card(
+    view: BuildView,
+    configs: Sequence[tuple[ConfigExport, Any]],
+    license_id: str,
+    images: Sequence[SourceImage],
+    repo_id: str | None,
+) -> str:
+    """The card's text for the written `configs` (each with its features)."""
+    rows = view.counterfactuals
+    build = view.store.resolved()
+    resolved = build.get("resolved", {}) or {}
+    name = build.get("name") or view.store.root.name
+    source_licenses = Counter(image_license(i) or "unknown" for i in images)
+    front = _front_matter(name, configs, license_id, len(rows))
+    repo = repo_id or "<namespace>/<name>"
+    kept = sum(bool(r.kept) for r in rows)
+    labelled = sum(i.label is not None for i in images)
+    segmenters = sorted({m.segmenter_id for m in view.masks.values()})
+    styles = resolved.get("styles") or [
+        {"style_id": k, "license": v.license, "source": v.source}
+        for k, v in sorted(view.styles.items())
+    ]
+    textures: dict[str, list[dict[str, Any]]] = {}
+    for style in styles:
+        textures.setdefault(str(style.get("style_id", "")).split("/")[0], []).append(style)
+    config_text = view.store.build_yaml.read_text(encoding="utf-8").rstrip()  # verbatim
+    sections = [
+        f"# conceptswap counterfactuals: {name}\n",
+        "Synthetic counterfactual images for auditing and editing image classifiers, built with "
+        "conceptswap after *Editing a Classifier by Rewriting Its "
+        "Prediction Rules* (Santurkar et al., NeurIPS 2021). Each row takes one concept of a "
+        "source image (its mask), re-renders the image in a texture and composites the "
+        "re-textured pixels into the mask only, then records what a classifier predicts on the "
+        "clean and the counterfactual image and whether the row passes the build's filters "
+        "(`kept`).\n",
+        "```python\nfrom datasets import load_dataset\n\n"
+        f'ds = load_dataset("{repo}", "counterfactuals", split="train")\n'
+        'ds.features["label"].int2str(ds[0]["label"])  # -1 means unlabelled\n```\n',
+        "## Columns\n\n"
+        "- `image`, `mask`, `counterfactual`: PNG images (`Image()`); `image` is the source image "
+        "at the build's working resolution, `mask` the 1-bit concept mask.\n"
+        "- `label`, `clean_pred`, `cf_pred`: ImageNet-1k `ClassLabel`s; **-1 means no label** "
+        "(the source image is unlabelled: the clean prediction is then the reference).\n"
+        "- `concept`, `texture`, `style_image`, `blend`, `kept`; `mask_info` {mask_id, "
+        "segmenter_id, score, area_frac}; `style` {style_id, sha256, license}.\n"
+        "- `clean_topk`, `cf_topk`: lists of {class, prob} (`class` indexes the `label` names); "
+        "`clean_true_prob`, `cf_true_prob`: probability of the reference class.\n"
+        "- `verdicts`: one {ok, reason} per filter; `kept` is true when every filter passed.\n"
+        "- ids (`cf_id`, `image_id`, `mask_info.mask_id`, `stylized_id`) are content hashes; "
+        "`image_id` is the sha256 of the decoded source pixels.\n"
+        + (
+            "- config `cases`: edit test cases (concept, texture, target class, train exemplars, "
+            "test groups) referring to `cf_id` and `image_id`; `params` is JSON.\n"
+            if any(c.name == "cases" for c, _ in configs)
+            else ""
+        ),
+        "## Statistics\n\n"
+        + _table(
+            ["", "count"],
+            [
+                ["source images", len(images)],
+                ["labelled source images", labelled],
+                ["counterfactual rows", len(rows)],
+                ["kept rows", kept],
+                *[[f"`{c.name}` rows", c.rows] for c, _ in configs if c.name != "counterfactuals"],
+            ],
+        )
+        + "\n\nPer concept:\n\n"
+        + _table(["concept", "rows", "kept"], _counts(rows, "concept"))
+        + "\n\nPer texture:\n\n"
+        + _table(["texture", "rows", "kept"], _counts(rows, "texture"))
+        + "\n",
+        _sensitivity_section(view.store.root),
+        "## How it was built\n\n"
+        + _table(
+            ["component", "id (with weights hash)"],
+            [
+                ["classifier", f"`{resolved.get('classifier', '')}`"],
+                ["segmenter", f"`{resolved.get('segmenter', '')}`"],
+                *[["segmenter (masks)", f"`{s}`"] for s in segmenters],
+                ["stylizer", f"`{resolved.get('stylizer', '')}`"],
+            ],
+        )
+        + "\n\nTextures and their licenses (style images with their sha256 are in `build.yaml` "
+        "below):\n\n"
+        + _table(
+            ["texture", "style images", "license", "source"],
+            [
+                [
+                    name,
+                    ", ".join(str(s.get("style_id")) for s in group),
+                    ", ".join(sorted({str(s.get("license")) for s in group})),
+                    group[0].get("source", ""),
+                ]
+                for name, group in sorted(textures.items())
+            ],
+        )
+        + "\n\nThe resolved build configuration (`build.yaml`: versions, model ids and weight "
+        "hashes, style images, seed):\n\n```yaml\n" + config_text + "\n```\n",
+        "## Licenses\n\n"
+        f"Dataset license: `{license_id}`. Each row is derived from a source image and a "
+        "texture; both licenses apply.\n\nSource images:\n\n"
+        + _table(["license", "images"], sorted(source_licenses.items()))
+        + "\n\nTextures: see the table above. Model weights are not part of this dataset.\n",
+    ]
+    body = "\n".join(s for s in sections if s)
+    return f"---\n{front}---\n\n{body}<!-- {EXPORT_MARKER} -->\n"
+
+
+def is_export(folder: Path) -> bool:
+    """Whether `folder` holds an earlier export (which a new export may replace)."""
+    card = folder / "README.md"
+    return card.is_file() and EXPORT_MARKER in card.read_text(encoding="utf-8", errors="replace")

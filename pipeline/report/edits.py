@@ -1,0 +1,302 @@
+"""The editing methods compared: tables, Markdown, a figure and HTML from the edit results.
+
+Reads ``BUILD/edits/results.parquet`` (one row per case x method x group, written by
+:func:`pipeline.editing.runner.run_edits`) and writes next to it ``comparison.parquet`` (per
+model, layer, method and group: the mean and 95% t interval over cases of each metric),
+``comparison.md`` and ``comparison.png``, plus the page ``BUILD/report/edits.html``.
+:func:`comparison_html` is the same comparison as a fragment for the sensitivity report.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from pipeline.cases import CLEAN, EXEMPLARS, RESULT_GROUPS, TEST_GROUPS
+from pipeline.report.stats import mean_interval
+from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
+from pipeline.store.edits_layout import (
+    COMPARISON_FILE,
+    COMPARISON_MD,
+    COMPARISON_PNG,
+    EDITS_PAGE,
+    RESULTS_FILE,
+    edits_dir,
+    read_frame,
+    write_frame,
+)
+
+# metrics compared per test group, and metrics of the case as a whole (the same on every row)
+COMPARED = {
+    "errors_corrected": "errors corrected (%)",
+    "gr": "GR (%)",
+    "changed": "top-1 changed (%)",
+}
+CASE_LEVEL = {
+    "clean_drop_pp": "clean drop (pp)",
+    "sr": "SR (%)",
+    "lr": "LR (%)",
+    "val_drop_pp": "validation drop (pp)",
+    "select_s": "select+edit time (s)",
+    "edit_s": "edit time (s)",
+}
+
+
+def _interval(values: pd.Series) -> tuple[float, float, float, int]:
+    array = values.astype(float).to_numpy()
+    n = int((~np.isnan(array)).sum())
+    mean, low, high = mean_interval(array)
+    return float(mean), float(low), float(high), n
+
+
+def compare(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, layer, method, group): mean and 95% t interval over cases of each metric.
+
+    Columns ``<metric>``, ``<metric>_low``, ``<metric>_high``, ``<metric>_n`` (cases with a
+    value: errors corrected is undefined for a case with no error to correct), pooled
+    ``e_pre`` / ``e_post`` sums, and ``within_budget`` (cases whose selection met the budget).
+    """
+    if results.empty:
+        return pd.DataFrame()
+    rows = []
+    keys = ["model_id", "layer", "method", "group"]
+    for key, part in results.groupby(keys, sort=False):
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        row["n_cases"] = int(part["case_id"].nunique())
+        for column in [*COMPARED, *CASE_LEVEL]:
+            mean, low, high, n = _interval(part[column])
+            row.update({column: mean, f"{column}_low": low, f"{column}_high": high})
+            row[f"{column}_n"] = n
+        row["e_pre"] = int(part["e_pre"].sum())
+        row["e_post"] = int(part["e_post"].sum())
+        row["n_images"] = int(part["n"].sum())
+        row["within_budget"] = int(part["within_budget"].astype(bool).sum())
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    order = {g: i for i, g in enumerate(RESULT_GROUPS)}
+    methods = list(dict.fromkeys(results["method"]))
+    frame["_m"] = frame["method"].map(methods.index)
+    frame["_g"] = frame["group"].map(lambda g: order.get(g, len(order)))
+    return frame.sort_values(["model_id", "layer", "_m", "_g"]).drop(columns=["_m", "_g"])
+
+
+def _fmt(mean: float, low: float, high: float, digits: int = 1) -> str:
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _cell(row: Mapping[str, Any], column: str, digits: int = 1) -> str:
+    return _fmt(row[column], row[f"{column}_low"], row[f"{column}_high"], digits)
+
+
+def comparison_tables(comparison: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of the two comparison tables, as display strings."""
+    tables = []
+    for (model_id, layer), part in comparison.groupby(["model_id", "layer"], sort=False):
+        methods = list(dict.fromkeys(part["method"]))
+        header = ["method", *[g for g in (EXEMPLARS, *TEST_GROUPS) if g in set(part["group"])]]
+        rows = []
+        for method in methods:
+            cells = [method]
+            for group in header[1:]:
+                found = part[(part["method"] == method) & (part["group"] == group)]
+                cells.append(_cell(found.iloc[0], "errors_corrected") if len(found) else "–")
+            rows.append(cells)
+        tables.append(
+            (f"{model_id} @ {layer}: errors corrected (%), mean [95% CI] over cases", header, rows)
+        )
+        header2 = [
+            "method",
+            "cases",
+            "within budget",
+            "clean drop (pp)",
+            "SR (%)",
+            "LR (%)",
+            "validation drop (pp)",
+            "select+edit (s)",
+        ]
+        rows2 = []
+        for method in methods:
+            found = part[(part["method"] == method) & (part["group"] == CLEAN)]
+            if not len(found):
+                continue
+            row = found.iloc[0]
+            rows2.append(
+                [
+                    method,
+                    str(row["n_cases"]),
+                    f"{row['within_budget']}/{row['n_cases']}",
+                    _cell(row, "clean_drop_pp", 2),
+                    _cell(row, "sr"),
+                    _cell(row, "lr"),
+                    _cell(row, "val_drop_pp", 2),
+                    _cell(row, "select_s"),
+                ]
+            )
+        tables.append((f"{model_id} @ {layer}: cost and locality", header2, rows2))
+    return tables
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    if comparison.empty:
+        return "No edit results yet.\n"
+    out = []
+    for title, header, rows in comparison_tables(comparison):
+        out.append(f"### {title}\n")
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join("---" for _ in header) + "|")
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out.append("")
+    out.append(
+        "Errors corrected: 100·(E_pre − E_post)/E_pre per case, E = misclassified "
+        "counterfactuals whose clean image the unedited model classifies correctly; NaN cases "
+        "(E_pre = 0) are left out of the mean. Clean drop: accuracy on the case's heldout clean "
+        "images before minus after. Intervals: Student t over cases."
+    )
+    return "\n".join(out) + "\n"
+
+
+def plot_comparison(comparison: pd.DataFrame, path: Path) -> Path:
+    """Bars of errors corrected per test group and the clean drop per method, 95% CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in (EXEMPLARS, *TEST_GROUPS) if g in set(comparison["group"])]
+    methods = list(dict.fromkeys(comparison["method"]))
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 1.2]}
+    )
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(groups))
+
+    def errors(frame: pd.DataFrame, column: str) -> np.ndarray:
+        mean = frame[column].to_numpy(float)
+        low = np.nan_to_num(mean - frame[f"{column}_low"].to_numpy(float))
+        high = np.nan_to_num(frame[f"{column}_high"].to_numpy(float) - mean)
+        return np.vstack([low, high])
+
+    for i, method in enumerate(methods):
+        part = comparison[comparison["method"] == method].set_index("group")
+        part = part.reindex(groups)
+        left.bar(
+            x + (i - (len(methods) - 1) / 2) * width,
+            part["errors_corrected"].to_numpy(float),
+            width,
+            yerr=errors(part, "errors_corrected"),
+            capsize=2,
+            label=method,
+        )
+    left.axhline(0, color="black", linewidth=0.6)
+    left.set_xticks(x, [g.replace("_", "\n") for g in groups], fontsize=8)
+    left.set_ylabel("errors corrected (%)")
+    left.legend(fontsize=8)
+    clean = comparison[comparison["group"] == CLEAN].set_index("method").reindex(methods)
+    right.bar(
+        np.arange(len(methods)),
+        clean["clean_drop_pp"].to_numpy(float),
+        yerr=errors(clean, "clean_drop_pp"),
+        capsize=3,
+        color=[f"C{i}" for i in range(len(methods))],
+    )
+    right.axhline(0, color="black", linewidth=0.6)
+    right.set_xticks(np.arange(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+    right.set_ylabel("clean accuracy drop (pp)")
+    fig.suptitle("Edits compared: mean and 95% CI over cases", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_comparison(build_dir: str | Path) -> Path | None:
+    """Write ``comparison.parquet``, ``comparison.md`` and ``comparison.png`` from the results
+    (and the page ``report/edits.html``); returns the Markdown path, or None when there are no
+    results."""
+    out = edits_dir(build_dir)
+    results = read_frame(out / RESULTS_FILE)
+    if results.empty:
+        return None
+    comparison = compare(results)
+    write_frame(comparison, out / COMPARISON_FILE)
+    plot_comparison(comparison, out / COMPARISON_PNG)
+    write_comparison_page(build_dir)
+    return atomic_write_text(out / COMPARISON_MD, comparison_markdown(comparison))
+
+
+FRAGMENT = jinja2.Template(
+    """<section class="edits">
+{%- if tables is none %}<p>No edit results.</p></section>
+{%- else %}
+<h2>Editing: methods compared</h2>
+{% for title, header, rows in tables %}<h3>{{ title }}</h3>
+<table><thead><tr>{% for cell in header %}<th>{{ cell }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+{% endfor %}
+{%- if figure %}<img src="{{ figure }}" style="max-width:100%"
+alt="errors corrected and clean accuracy drop per method">
+{% endif -%}
+<p>Errors corrected per test group (mean and 95% t interval over cases); hyper-parameters
+chosen per case on validation images under the clean-accuracy budget.</p>
+</section>
+{%- endif %}""",
+    autoescape=True,
+)
+
+PAGE = jinja2.Template(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>conceptswap edits: {{ build_name }}</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; }
+table { border-collapse: collapse; font-size: 12px; }
+th, td { border: 1px solid #d0d7de; padding: 3px 7px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+</style></head><body>
+{{ body }}
+</body></html>
+""",
+    autoescape=True,
+)
+
+
+def write_comparison_page(build_dir: str | Path) -> Path:
+    """``BUILD/report/edits.html``: the comparison as a page of its own (the sensitivity report,
+    ``report/index.html``, also shows it when it is written after the edits)."""
+    page = Path(build_dir) / EDITS_PAGE
+    body = Markup(comparison_html(build_dir, relative_to=page.parent))
+    return atomic_write_text(page, PAGE.render(build_name=Path(build_dir).name, body=body))
+
+
+def comparison_html(build_dir: str | Path, relative_to: str | Path | None = None) -> str:
+    """The comparison as an HTML fragment (tables + the figure as a relative ``<img>``).
+
+    ``relative_to``: the folder of the page that includes it (default ``BUILD/report``).
+    Returns a short note when the build has no edit results.
+    """
+    out = edits_dir(build_dir)
+    path = out / COMPARISON_FILE
+    if not path.is_file():
+        return FRAGMENT.render(tables=None)
+    figure = out / COMPARISON_PNG
+    src = None
+    if figure.is_file():
+        base = Path(relative_to) if relative_to else Path(build_dir) / "report"
+        src = Path(os.path.relpath(figure.resolve(), base.resolve())).as_posix()
+    tables = comparison_tables(pd.read_parquet(path))
+    return FRAGMENT.render(tables=tables, figure=src)

@@ -1,0 +1,50 @@
+"""Where the editing engine's outputs live in a build, and how its tables are read and written.
+
+```
+<build>/edits/results.parquet                  one row per case x method x group
+<build>/edits/comparison.parquet|.md|.png      mean and 95% interval over cases, per method
+<build>/edits/<method>/<case_id>.safetensors   the selected edit's weight delta
+<build>/edits/cache/                           cached key statistics C per model and layer
+<build>/report/edits.html                      the comparison as a page of its own
+```
+
+These tables are the engine's own outputs, not build manifests: they have no declared record
+schema and are read with pandas as written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from pipeline.store.manifest import write_table
+
+EDITS_DIR = "edits"
+RESULTS_FILE = "results.parquet"
+COMPARISON_FILE = "comparison.parquet"
+COMPARISON_MD = "comparison.md"
+COMPARISON_PNG = "comparison.png"
+CACHE_DIR = "cache"
+EDITS_PAGE = "report/edits.html"
+
+
+def edits_dir(build_dir: str | Path) -> Path:
+    return Path(build_dir) / EDITS_DIR
+
+
+def delta_path(build_dir: str | Path, method: str, case_id: str) -> Path:
+    return edits_dir(build_dir) / method / f"{case_id}.safetensors"
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """A results or comparison table; empty when it has not been written yet."""
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a table atomically (without the pandas index)."""
+    return write_table(
+        path, pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    )

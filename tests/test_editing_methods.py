@@ -1,0 +1,113 @@
+"""Every registered editing method: a selection grid of its own settings, and one verb."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.editing.delta import EditResult
+from pipeline.editing.exemplars import EditExemplars
+from pipeline.editing.methods import (
+    EDIT_METHODS,
+    EditInputs,
+    FinetuneGlobal,
+    FinetuneLocal,
+    Rewrite,
+    RewriteClosed,
+    RewriteMultiKey,
+    available_methods,
+    create_method,
+)
+
+LAYER = "2"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _tiny() -> tuple[nn.Module, EditExemplars]:
+    """A conv net whose edited 1x1 conv (``2``) is followed by a BatchNorm (``3``), and two
+    exemplars whose lower half is re-textured."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    ).eval()
+    original = torch.randn(2, 3, 8, 8)
+    transformed = original.clone()
+    transformed[:, :, 4:] = torch.randn(2, 3, 4, 8) * 2
+    masks = torch.zeros(2, 1, 8, 8)
+    masks[:, :, 4:] = 1.0
+    return model, EditExemplars(transformed, original, masks, torch.tensor([1, 2]))
+
+
+def test_registry_holds_one_class_per_method() -> None:
+    classes = {
+        "rewrite": Rewrite,
+        "rewrite-closed": RewriteClosed,
+        "rewrite-multikey": RewriteMultiKey,
+        "finetune-local": FinetuneLocal,
+        "finetune-global": FinetuneGlobal,
+    }
+    assert available_methods() == sorted(classes)
+    for name, cls in classes.items():
+        method = create_method(name)
+        assert type(method) is cls and method.name == name
+    assert create_method("rewrite", lr=0.5) == Rewrite(lr=0.5)
+    with pytest.raises(TypeError):
+        create_method("rewrite-closed", lr=0.5)  # not a setting of the closed form
+
+
+@pytest.mark.parametrize("name", EDIT_METHODS.names())
+def test_every_method_has_a_grid_and_edits_the_layer(name: str) -> None:
+    model, exemplars = _tiny()
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    method = create_method(name)
+    assert method.grid, f"{name} has no selection grid"
+    fields = {f.name for f in dataclasses.fields(method)}
+    for candidate in method.grid:
+        assert set(candidate.params) <= fields and candidate.scale > 0
+    # the grid's first candidate, fewer steps: the edit must move the layer's weight
+    params = {**method.grid[0].params}
+    if "steps" in fields:
+        params["steps"] = 5
+    if "lr" in fields:
+        params["lr"] = 1e-2
+    result = method.with_params(params).edit(model, LAYER, EditInputs(exemplars, case_id="c"))
+
+    assert isinstance(result, EditResult)
+    weight = model.get_parameter(f"{LAYER}.weight")
+    delta = result.deltas[f"{LAYER}.weight"]
+    assert delta.shape == weight.shape and float(delta.abs().max()) > 1e-6
+    assert all(torch.equal(state[key], value) for key, value in model.state_dict().items())
+    metadata = result.metadata
+    assert metadata["method"] == name and metadata["case_id"] == "c"
+    assert metadata["layer"] == LAYER and metadata["n_exemplars"] == "2"
+    config = json.loads(metadata["config"])
+    assert config["method"] == name and config["covariance"] == "identity"
+    assert {key: config[key] for key in params} == params
+
+
+def test_rewrite_compares_values_after_the_following_norm_by_default() -> None:
+    model, exemplars = _tiny()
+    assert Rewrite().resolved(model, LAYER).post == ["3"]
+    assert Rewrite().resolved(model, "0").post is None  # a ReLU follows: raw outputs
+    assert Rewrite(post=None).resolved(model, LAYER).post is None
+    assert Rewrite().resolved(model, LAYER).post_fn(model)[0] is model[3]
+    result = Rewrite(steps=2).edit(model, LAYER, EditInputs(exemplars))
+    assert json.loads(result.metadata["config"])["post"] == ["3"]  # what was used
