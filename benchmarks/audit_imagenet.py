@@ -98,7 +98,9 @@ def main() -> int:
         start = time.perf_counter()
         audit(out, classifier, batch_size=args.batch_size)
         cached_s = time.perf_counter() - start
+        # clean images + counterfactuals + random-region controls + one neutral per mask
         classified = 2 * len(predictions) + predictions["image_id"].nunique()
+        classified += predictions["mask_id"].nunique()
         if args.reuse_predictions:
             print(f"audit {classifier.id}: {len(predictions)} rows read in {audit_s:.2f} s")
         else:
@@ -116,21 +118,22 @@ def main() -> int:
     for predictions in all_predictions:
         model = predictions["classifier_id"].iloc[0]
         concepts = by_concept(predictions)
-        print(f"\n{model}: per concept (rates; sensitivity = concept - control)")
-        columns = ["concept", "n", "clean_acc", "cf_acc", "ctrl_acc", "cf_flip", "ctrl_flip"]
-        columns += ["sens_flip", "sens_flip_low", "sens_flip_high", "sens_acc_drop"]
+        print(f"\n{model}: per concept (texture effect = cf - neutral, region = cf - random)")
+        columns = ["concept", "n", "n_images", "clean_acc", "cf_acc", "cf_flip", "neutral_flip"]
+        columns += ["ctrl_flip", "sens_texture_flip", "sens_flip", "sens_flip_low"]
+        columns += ["sens_flip_high"]
         print(concepts[columns].round(3).to_string(index=False))
         textures = summarize(predictions, ("concept", "texture"))
         print(f"\n{model}: per (concept, texture), by sens_flip")
-        columns = ["concept", "texture", "n", "cf_flip", "ctrl_flip", "sens_flip"]
-        columns += ["sens_flip_low", "sens_flip_high", "sens_prob_drop"]
+        columns = ["concept", "texture", "n", "cf_flip", "neutral_flip", "ctrl_flip"]
+        columns += ["sens_texture_flip", "sens_flip", "sens_flip_low", "sens_flip_high"]
         textures = textures.sort_values("sens_flip", ascending=False)
         print(textures[columns].round(3).to_string(index=False))
         table = sensitivity_table(predictions)
         ranking = ["sens_flip_low", "sens_flip", "n"]
         top = table.sort_values(ranking, ascending=False, kind="stable").head(args.top)
         print(f"\n{model}: top {len(top)} (class, concept, texture) by sens_flip_low")
-        columns = ["class_name", "concept", "texture", "n", "cf_flip", "ctrl_flip"]
+        columns = ["class_name", "concept", "texture", "n", "n_images", "cf_flip", "ctrl_flip"]
         columns += ["sens_flip", "sens_flip_low", "sens_flip_high"]
         print(top[columns].round(3).to_string(index=False))
     return 0

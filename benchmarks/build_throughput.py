@@ -248,6 +248,14 @@ def run(args: argparse.Namespace, source: dict[str, Any], warmup: dict[str, Any]
         f"{resolved.segment.batch_size}, stylize {resolved.stylize.batch_size}, classifier "
         f"{resolved.classifier.batch_size} (device setting {resolved.classifier.device!r})"
     )
+    from pipeline.stages.backends import Backends
+
+    engine = getattr(Backends.of(resolved).classifier.load(), "engine_info", None)  # loaded above
+    if engine is not None:
+        print(
+            f"classifier engine: {engine.engine} at batch {engine.batch_size} "
+            f"(requested {engine.requested}; {engine.reason})"
+        )
     print(f"warm-up (1 image: Prefect server, model loads, weight hashes): {cold:.1f} s")
     print_run(f"build of {source['kind']}", wall, images, timer, rows)
     shutil.rmtree(scratch, ignore_errors=True)

@@ -1,5 +1,6 @@
-"""Edit a real classifier on real photos: rewrite vs fine-tuning on grouped ImageNet cases.
+"""Edit a real classifier on real photos: rewrite vs fine-tuning (CamVid road, ImageNet groups).
 
+    .venv/bin/python benchmarks/edit_real.py --dataset camvid [--out-root DIR] [--val-frac 0.12]
     .venv/bin/python benchmarks/edit_real.py [--limit 200] [--groups dog bird]
         [--textures snow wood] [--layer blocks.6.0.conv_pwl] [--methods ...] [--out DIR]
         [--max-side 224] [--budget-pp 1.0] [--threads 2] [--fresh]
@@ -30,7 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imagenet-samples"
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SAMPLES = DATASETS / "imagenet-samples"
+CAMVID = DATASETS / "camvid"
 METHODS = ["rewrite", "rewrite-closed", "rewrite-multikey", "finetune-local", "finetune-global"]
 
 
@@ -64,8 +67,103 @@ def link(paths: list[Path], folder: Path) -> None:
         (folder / path.name).symlink_to(path)
 
 
+def camvid_config(split: str, textures: list[str]) -> dict:
+    """CamVid frames of one split, ground-truth road masks from the label PNGs, label-free."""
+    annot = f"{split}annot"
+    return {
+        "name": f"camvid-{split}",
+        "seed": 0,
+        "shard_size": 25,
+        "source": {"kind": "folder", "path": str(CAMVID / split)},
+        "segment": {
+            "backend": "annotations",
+            "concepts": ["road"],
+            "options": {
+                "label_maps": str(CAMVID / annot),
+                "label_names": "camvid",
+                "image_root": str(CAMVID / split),
+            },
+        },
+        "stylize": {"textures": textures},
+        "filter": {"require_clean_correct": False},
+    }
+
+
+def run_camvid(args: argparse.Namespace) -> int:
+    """Label-free error cases on the CamVid test frames; C from the val frames (disjoint)."""
+    if not (CAMVID / "test").is_dir() or not (CAMVID / "testannot").is_dir():
+        print(f"skipped: CamVid not found at {CAMVID} (it lives outside the repo)")
+        return 0
+    import pandas as pd
+
+    from flows.build import build_dataset
+    from pipeline.editing.runner import run_edits
+    from pipeline.error_cases import build_error_cases
+    from pipeline.report.edits import write_comparison
+
+    textures = args.textures if args.textures != ["snow", "wood"] else ["snow"]
+    root = args.out_root or Path(tempfile.gettempdir()) / "cs-edit"
+    builds = {}
+    for split in ("test", "val"):
+        start = time.perf_counter()
+        builds[split] = root / f"camvid-{split}"
+        build_dataset(config=camvid_config(split, textures), out=str(builds[split]))
+        print(f"build {split}: {time.perf_counter() - start:.1f} s  [{builds[split]}]")
+    cases = build_error_cases(
+        builds["test"], n_train=args.n_train, val_frac=args.val_frac, concepts=["road"]
+    )
+    for case in cases:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in case.test_groups.items())
+        print(
+            f"case {case.case_id}: train {len(case.train)} ({case.train_style}); {sizes}; "
+            f"validation {len(case.validation)} clean + {len(case.validation_cf)} transformed, "
+            f"heldout {len(case.heldout)}; induced errors {case.params['induced_errors']}"
+        )
+    start = time.perf_counter()
+    folder = run_edits(
+        builds["test"],
+        args.model,
+        args.layer,
+        args.methods,
+        cases=cases,
+        budget_pp=args.budget_pp,
+        device=args.device,
+        covariance_images=builds["val"],
+        log=print,
+    )
+    print(
+        f"\nedits: {len(cases)} cases x {len(args.methods)} methods in "
+        f"{time.perf_counter() - start:.1f} s\n"
+    )
+    write_comparison(builds["test"])
+    print((folder / "comparison.md").read_text())
+    results = pd.read_parquet(folder / "results.parquet")
+    results = results[results["case_id"].isin([c.case_id for c in cases])]
+    pd.set_option("display.width", 200)
+    columns = [
+        "method",
+        "group",
+        "n",
+        "e_pre",
+        "e_post",
+        "errors_corrected",
+        "dlogp",
+        "clean_drop_pp",
+        "sr",
+        "lr",
+        "lr_n",
+        "select_s",
+        "candidate",
+    ]
+    print(results[columns].round(2).to_string(index=False))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["imagenet", "camvid"], default="imagenet")
+    parser.add_argument("--out-root", type=Path, default=None, help="CamVid builds' folder")
+    parser.add_argument("--val-frac", type=float, default=0.12, help="CamVid validation share")
     parser.add_argument("--limit", type=int, default=200, help="number of photos")
     parser.add_argument("--groups", nargs="+", default=["dog", "bird"])
     parser.add_argument("--textures", nargs="+", default=["snow", "wood"])
@@ -80,6 +178,13 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fresh", action="store_true", help="delete earlier edit results")
     args = parser.parse_args()
+    os.environ.setdefault("PREFECT_HOME", str(Path(tempfile.gettempdir()) / "prefect-edit-real"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if args.dataset == "camvid":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        return run_camvid(args)
     if not (SAMPLES / "images").is_dir():
         print(f"skipped: ImageNet samples not found at {SAMPLES} (they live outside the repo)")
         return 0

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -46,6 +47,9 @@ IO_RETRIES: dict[str, Any] = {
 }
 
 
+ORCHESTRATOR_PACKAGES = ("prefect",)  # their versions go into build.yaml too
+
+
 @task(name="shard", **IO_RETRIES)
 def shard_task(store: BuildStore, shard: Sequence[SourceRef], config: BuildConfig) -> ShardResult:
     """All stages for one shard of images, in one task so that a worker process keeps the
@@ -57,7 +61,7 @@ def shard_task(store: BuildStore, shard: Sequence[SourceRef], config: BuildConfi
 def manifest_task(
     store: BuildStore, parts: dict[str, list[str]], config: BuildConfig, signature: str | None
 ) -> str:
-    finish_build(store, Backends.of(config), parts, signature)
+    finish_build(store, Backends.of(config), parts, signature, packages=ORCHESTRATOR_PACKAGES)
     return str(store.manifest_path("counterfactuals"))
 
 
@@ -86,25 +90,51 @@ def build_dataset(
     logger = get_run_logger()
     store = BuildStore(out or DEFAULT_BUILDS_DIR / config.name)
     backends = Backends.of(config)
-    started = start_build(store, backends, packages=("prefect",))
+    started = start_build(store, backends, packages=ORCHESTRATOR_PACKAGES)
     shards = started.shards
     if started.swept:
         logger.info("removed %d temp files left by an interrupted run", started.swept)
     total = sum(len(shard) for shard in shards)
     logger.info("%d images in %d shards -> %s", total, len(shards), store.root)
+    if total == 0:
+        raise ValueError(f"the source lists no images ({config.source.kind}): nothing to build")
     progress.advance("images", 0, total)
     parts: dict[str, list[str]] = {kind: [] for kind in STAGE_KINDS}
     params = [{"store": store, "shard": shard, "config": config} for shard in shards]
     results = results_in_order(shard_task, params, runner, resources=shard_resources(config))
+    finished = 0
     for shard, result in zip(shards, results, strict=True):
         for kind in parts:
             parts[kind].append(result.keys[kind])
-        progress.advance("images", len(shard))
+        finished += len(shard)
+        # the segment stage advances per batch in this process; skipped shards, quarantined
+        # images and shards run by Dask workers are caught up here
+        progress.catch_up("images", finished)
         logger.info(
-            "shard: %d images, %d masks kept, %d counterfactuals (%d kept)",
+            "%d/%d images; shard: %d images, %d masks kept, %d counterfactuals (%d kept)",
+            finished,
+            total,
             result.images,
             result.masks_kept,
             result.counterfactuals,
             result.counterfactuals_kept,
         )
-    return manifest_task(store, parts, config, started.signature)
+    manifest = manifest_task(store, parts, config, started.signature)
+    images = sum(1 for _ in store.table("images", ["image_id"]).column("image_id"))
+    create_table_artifact(
+        key="build-summary",
+        table=[
+            {"item": "build", "value": str(store.root)},
+            {"item": "source images", "value": str(total)},
+            {"item": "usable images", "value": str(images)},
+            {"item": "quarantined", "value": str(len(store.quarantined()))},
+            {"item": "report", "value": str(store.root / "report" / "build.html")},
+        ],
+        description=f"build {config.name}: {manifest}",
+    )
+    if images == 0:
+        raise ValueError(
+            f"none of the {total} source images could be used; see "
+            f"{store.quarantine_path} for why each was quarantined"
+        )
+    return manifest

@@ -7,35 +7,96 @@ builds the offline demo dataset from the built-in sample photos into `data/build
 
 from __future__ import annotations
 
-import sys
+import _thread
+import os
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline import progress
+from flows.cli_data import register as register_data_commands
+from flows.cli_support import (
+    Options,
+    console,
+    error_line,
+    expected_errors,
+    fail,
+    progress_bars,
+    table,
+)
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Synthetic counterfactual image datasets for auditing and editing image classifiers.",
 )
-console = Console(stderr=True)
+# after Ctrl-C / SIGTERM: Prefect gets this long to record the run as crashed, then the process
+# stops the temporary server and exits (a build stops within 10 s, whatever Prefect is doing)
+STOP_GRACE_S = 4.0
+register_data_commands(app)  # export and publish (flows/cli_data.py)
 
 
-def _rich_reporter(bar: Progress) -> progress.Reporter:
-    tasks: dict[str, int] = {}
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+) -> None:
+    Options.debug = debug
 
-    def report(stage: str, amount: int, total: int | None) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        elif total is not None:
-            bar.update(tasks[stage], total=total)
-        bar.advance(tasks[stage], amount)
 
-    return report
+def _interrupt(signum: int, frame: object) -> None:
+    """First Ctrl-C / SIGTERM: a watchdog that stops the process after STOP_GRACE_S, then a
+    KeyboardInterrupt so that Prefect ends the run (and the shard loop stops submitting).
+
+    Why the watchdog: a terminal's Ctrl-C reaches the whole process group, so Prefect's
+    temporary server (a child process) stops at once, and Prefect's engine then retries
+    reporting the crashed state to it for minutes; the shard in flight runs in a thread that
+    the interpreter would wait for at exit. A second signal exits at once."""
+    if getattr(_interrupt, "armed", False):
+        _stop_now(130)
+    _interrupt.armed = True  # type: ignore[attr-defined]
+    watchdog = threading.Timer(STOP_GRACE_S, _stop_now, args=(130,))
+    watchdog.daemon = True
+    watchdog.start()
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _watch_sigterm() -> None:
+    """SIGTERM as Ctrl-C. Prefect replaces the SIGTERM handler while a flow runs and then
+    spends minutes reporting the crash, so SIGTERM is taken out of signal handlers: blocked in
+    every thread (and in the processes started from here) and received by a watcher thread,
+    which interrupts the main thread as Ctrl-C does and arms the same watchdog."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def watch() -> None:
+        signal.sigwait({signal.SIGTERM})
+        watchdog = threading.Timer(STOP_GRACE_S, _stop_now, args=(130,))
+        watchdog.daemon = True
+        watchdog.start()
+        _thread.interrupt_main()
+        signal.sigwait({signal.SIGTERM})  # a second one: at once
+        _stop_now(130)
+
+    threading.Thread(target=watch, name="sigterm-watch", daemon=True).start()
+
+
+def _stop_now(code: int = 130) -> None:
+    """Exit at once, abandoning the shard in flight: its writes are atomic, so it leaves at most
+    `.tmp-*` files (swept by the next build), and the next build resumes at that shard. Threads
+    running a shard cannot be stopped, and the interpreter would wait for them at exit."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    console.print("[yellow]interrupted[/yellow]: run the same command again to resume")
+    try:
+        for server in list(SubprocessASGIServer._instances.values()):
+            process = getattr(server, "server_process", None)
+            if process is not None:
+                process.kill()  # it may have SIGTERM blocked (see _watch_sigterm)
+            server.stop()
+    finally:
+        os._exit(code)
 
 
 @app.command()
@@ -68,39 +129,42 @@ def build(
     still has all its files, is up to date: the command says so and starts nothing.
     """
     from flows.runners import parse_runner
-    from pipeline.config import DEFAULT_BUILDS_DIR, BuildConfig, ConfigError
-    from pipeline.stages import Backends
+    from pipeline.config import DEFAULT_BUILDS_DIR, BuildConfig
     from pipeline.stages.build import up_to_date
+    from pipeline.validate import Problem, check_build, load_build_config
 
+    # everything is checked before Prefect starts or a file is written
     try:
         parse_runner(runner)
-        # fail fast with a clear message before Prefect starts
-        build_config = BuildConfig.from_yaml(config) if config else BuildConfig.demo()
-        backends = Backends.of(build_config)  # fingerprints and styles, no model loaded
-    except (ConfigError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+    except ValueError as error:
+        fail([Problem("--runner", str(error))])
+    if config is None:
+        build_config = BuildConfig.demo()
+    else:
+        parsed, problems = load_build_config(config)
+        fail(problems)
+        assert parsed is not None
+        build_config = parsed
+    fail(check_build(build_config, out))
     target = out or DEFAULT_BUILDS_DIR / build_config.name
-    if not force and up_to_date(target, backends):
-        console.print(f"[green]up to date[/green] {target}: nothing to do (--force re-checks)")
-        _summarise(target / "manifest.parquet")
-        return
-    from flows.build import build_dataset  # imports Prefect: only when there is work to check
+    with expected_errors():
+        from pipeline.stages import Backends
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, disable=not sys.stderr.isatty()) as bar:
-        progress.set_reporter(_rich_reporter(bar))
+        backends = Backends.of(build_config)  # fingerprints and styles, no model loaded
+        if not force and up_to_date(target, backends):
+            console.print(f"[green]up to date[/green] {target}: nothing to do (--force re-checks)")
+            _summarise(target / "manifest.parquet")
+            return
+        from flows.build import build_dataset  # imports Prefect: only when there is work
+
+        signal.signal(signal.SIGINT, _interrupt)  # SIGTERM: `_watch_sigterm`, from `main`
         try:
-            manifest = build_dataset(
-                config=build_config, out=str(target) if out else None, runner=runner
-            )
-        finally:
-            progress.set_reporter(None)
+            with progress_bars():
+                manifest = build_dataset(
+                    config=build_config, out=str(target) if out else None, runner=runner
+                )
+        except KeyboardInterrupt:
+            _stop_now(130)
     _summarise(Path(manifest))
 
 
@@ -112,8 +176,6 @@ def textures(
     ] = None,
 ) -> None:
     """List the texture library: style images, sources and licenses."""
-    from rich.table import Table
-
     from pipeline.stylize.library import load_texture_library
 
     library = load_texture_library()
@@ -123,13 +185,14 @@ def textures(
 
         atomic_write_bytes(preview, contact_sheet(library))
         console.print(f"[green]wrote[/green] {preview}")
-    table = Table("texture", "style images", "license")
-    table.add_column("source", max_width=60, no_wrap=True, overflow="ellipsis")
+    listing = table("texture", "style images", "license", "source")
     for name in library.names():
         texture = library.texture(name)
         styles = library.styles([name])
-        table.add_row(name, ", ".join(s.style_id for s in styles), texture.license, texture.source)
-    Console().print(table)
+        listing.add_row(
+            name, ", ".join(s.style_id for s in styles), texture.license, texture.source
+        )
+    Console().print(listing)
 
 
 @app.command()
@@ -143,12 +206,16 @@ def audit(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Counterfactual sensitivity report of one or more classifiers (BUILD/report/index.html)."""
-    from flows.audit import audit_model
+    from pipeline.validate import Problem, check_classifier_name, check_device
 
     if not (build_dir / "manifest.parquet").is_file():
-        console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
-        raise typer.Exit(2)
-    report = audit_model(str(build_dir), model or None, seed=seed, device=device)
+        fail([Problem("--build", f"{build_dir} has no manifest.parquet; build it first")])
+    problems = [p for name in model or () for p in check_classifier_name(name, "--model")]
+    fail(problems + check_device(device, "--device"))
+    with expected_errors(), progress_bars():
+        from flows.audit import audit_model
+
+        report = audit_model(str(build_dir), model or None, seed=seed, device=device)
     console.print(f"[green]report[/green] {report}")
     typer.echo(report)
 
@@ -178,67 +245,50 @@ def edit(
         float, typer.Option(help="Clean-accuracy drop allowed when choosing hyper-parameters (pp).")
     ] = 1.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    plan: Annotated[
+        str,
+        typer.Option("--plan", help="Case plan if BUILD/cases is empty: auto, classes or errors."),
+    ] = "auto",
 ) -> None:
     """Edit a classifier with each method on the build's cases; compare (BUILD/edits)."""
-    from flows.edit import run_edits
     from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
+    from pipeline.validate import (
+        Problem,
+        check_classifier_name,
+        check_device,
+        check_layer,
+        check_methods,
+    )
 
     if not (build_dir / "manifest.parquet").is_file():
-        console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
-        raise typer.Exit(2)
-    folder = run_edits(
-        str(build_dir), model, layer, method, budget_pp=budget_pp, device=device, cases=case
-    )
+        fail([Problem("--build", f"{build_dir} has no manifest.parquet; build it first")])
+    problems = check_classifier_name(model, "--model") + check_methods(method)
+    fail(problems + check_device(device, "--device"))
+    with expected_errors():
+        if layer is not None:
+            from pipeline.classify import create_classifier
+
+            # the flow runs in this process: the model loaded here is the one it edits
+            loaded = create_classifier(model, device=device)
+            fail(check_layer(loaded.model, layer))
+        from flows.edit import run_edits
+
+        with progress_bars():
+            folder = run_edits(
+                str(build_dir),
+                model,
+                layer,
+                method,
+                budget_pp=budget_pp,
+                device=device,
+                cases=case,
+                plan=plan,
+            )
     table = edits_dir(build_dir) / COMPARISON_MD
     if table.is_file():
         Console().print(table.read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"[green]edits[/green] {folder}")
     typer.echo(str(folder))
-
-
-@app.command()
-def publish(
-    build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
-    repo_id: Annotated[str, typer.Option("--repo-id", help="Dataset repo, ORG/NAME.")],
-    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
-    dry_run: Annotated[
-        bool, typer.Option(help="Only write the folder that would be uploaded.")
-    ] = False,
-    allow_unknown_license: Annotated[
-        bool,
-        typer.Option(help="Publish even when some source images carry no license."),
-    ] = False,
-) -> None:
-    """Publish a build to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
-    from pipeline.publish import PublishError, UnknownLicenseError
-    from pipeline.publish import publish as publish_build
-
-    if not (build_dir / "manifest.parquet").is_file():
-        console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
-        raise typer.Exit(2)
-    try:
-        result = publish_build(
-            build_dir,
-            repo_id,
-            private=private,
-            dry_run=dry_run,
-            allow_unknown_license=allow_unknown_license,
-        )
-    except (UnknownLicenseError, PublishError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
-    rows = ", ".join(f"{name}: {count} rows" for name, count in result.rows.items())
-    if result.dry_run:
-        console.print(
-            f"[green]dry run[/green] {len(result.files)} files ({rows}) in {result.folder}"
-        )
-        typer.echo(str(result.folder))
-        return
-    console.print(
-        f"[green]published[/green] {result.repo_url or repo_id}: {result.files_uploaded} files "
-        f"uploaded, {len(result.unchanged)} unchanged, {len(result.deleted)} deleted ({rows})"
-    )
-    typer.echo(result.commit_url or result.repo_url or repo_id)
 
 
 @app.command()
@@ -252,7 +302,7 @@ def concepts(
     try:
         rows = build_concept_stats(build_dir)
     except FileNotFoundError as error:
-        console.print(f"[red]error:[/red] {error}")
+        error_line(str(error))
         raise typer.Exit(2) from None
     Console().print(format_concept_stats(rows, title=str(build_dir)))
 
@@ -260,28 +310,24 @@ def concepts(
 @app.command()
 def doctor() -> None:
     """What is installed, which weights are present, and what each backend is missing."""
-    from rich.table import Table
-
     from flows.doctor import run_checks
 
-    table = Table("area", "name", "ok", "detail")
+    checks = table("area", "name", "ok", "detail")
     for check in run_checks():
         mark = "[green]yes[/green]" if check.ok else "[yellow]no[/yellow]"
-        table.add_row(check.area, check.name, mark, check.detail)
-    Console().print(table)
+        checks.add_row(check.area, check.name, mark, check.detail)
+    Console().print(checks)
 
 
 @app.command()
 def samples() -> None:
     """List the built-in sample photos and their labels."""
-    from rich.table import Table
-
     from pipeline.sources.samples import SAMPLES
 
-    table = Table("name", "ImageNet label", "license", "note")
+    listing = table("name", "ImageNet label", "license", "note")
     for sample in SAMPLES.values():
-        table.add_row(sample.name, sample.label or "(unlabelled)", sample.license, sample.note)
-    Console().print(table)
+        listing.add_row(sample.name, sample.label or "(unlabelled)", sample.license, sample.note)
+    Console().print(listing)
 
 
 def _summarise(manifest: Path) -> None:
@@ -297,6 +343,7 @@ def _summarise(manifest: Path) -> None:
 
 
 def main() -> None:
+    _watch_sigterm()  # before anything starts a thread: each thread inherits the signal mask
     app()
 
 

@@ -22,8 +22,10 @@ from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
 
 
 @task(name="edit-cases", cache_policy=NO_CACHE)
-def cases_task(build: str, cases: list[str] | None = None) -> list[str]:
-    return [case.case_id for case in runner.resolve_cases(build, cases)]
+def cases_task(build: str, cases: list[str] | None = None, plan: str = "auto") -> list[str]:
+    found = runner.resolve_cases(build, cases) if plan == "auto" else None
+    found = found if found is not None else runner.resolve_cases(build, cases, plan=plan)
+    return [case.case_id for case in found]
 
 
 @task(name="edit-batch", cache_policy=NO_CACHE)
@@ -67,6 +69,7 @@ def run_edits(
     device: str = "auto",
     cases_per_task: int = 8,
     cases: list[str] | None = None,
+    plan: str = "auto",
 ) -> str:
     """Edit `model` at `layer` with each method on every case of `build`; returns the
     `BUILD/edits` folder (results.parquet, comparison.md/.parquet/.png, deltas).
@@ -75,11 +78,13 @@ def run_edits(
     `blocks.6.0.conv_pwl`); `methods`: registry names of `pipeline.editing.methods` (default
     rewrite, rewrite-closed, finetune-local, finetune-global); `budget_pp`: the clean-accuracy
     budget of hyper-parameter selection; `cases`: case ids to run (default: every case of the
-    build, planned if there are none).
+    build, planned by `plan` if there are none: `auto` (class cases, else error cases),
+    `classes` or `errors`, see `pipeline.editing.runner.resolve_cases`; a build without any
+    raises `NoCasesError`, a ValueError saying why).
     """
     logger = get_run_logger()
     chosen = list(methods or runner.DEFAULT_METHODS)
-    case_ids = cases_task(build, cases)
+    case_ids = cases_task(build, cases, plan)
     logger.info("%d cases x %d methods (%s)", len(case_ids), len(chosen), ", ".join(chosen))
     size = max(1, cases_per_task)
     for start in range(0, len(case_ids), size):

@@ -32,6 +32,9 @@ def publish_task(
     allow_unknown_license: bool,
     token_secret: str | None,
     max_shard_size: str,
+    out_dir: str | None,
+    revision: str | None,
+    inline_images: bool,
 ) -> dict[str, Any]:
     token = _secret_token(token_secret) if token_secret and not dry_run else None
     result = publish(
@@ -42,6 +45,9 @@ def publish_task(
         allow_unknown_license=allow_unknown_license,
         token=token,
         max_shard_size=max_shard_size,
+        out_dir=out_dir,
+        revision=revision,
+        inline_images=inline_images,
     )
     return result.to_dict()
 
@@ -55,17 +61,23 @@ def publish_dataset(
     allow_unknown_license: bool = False,
     token_secret: str | None = None,
     max_shard_size: str = "500MB",
+    out_dir: str | None = None,
+    revision: str | None = None,
+    inline_images: bool = False,
 ) -> dict[str, Any]:
     """Publish the build directory `build` to the dataset repo `repo_id`; returns a summary.
 
-    `dry_run` writes the folder that would be uploaded (`BUILD/publish/<repo-name>/`) and sends
-    nothing. `token_secret`: name of a Prefect Secret block holding the Hugging Face token
+    `dry_run` writes the folder that would be uploaded (`out_dir`, default
+    `BUILD/publish/<repo-name>/`) and sends nothing. `revision`: the branch to commit to.
+    `inline_images`: the source image in every counterfactual row too.
+    `token_secret`: name of a Prefect Secret block holding the Hugging Face token
     (default: `HF_TOKEN` / the token file on the machine that runs the flow).
     """
     logger = get_run_logger()
     summary = publish_task(
-        build, repo_id, private, dry_run, allow_unknown_license, token_secret, max_shard_size
-    )
+        build, repo_id, private, dry_run, allow_unknown_license, token_secret, max_shard_size,
+        out_dir, revision, inline_images,
+    )  # fmt: skip
     if dry_run:
         logger.info("dry run: %d files in %s", len(summary["files"]), summary["folder"])
     else:

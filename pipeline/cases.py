@@ -68,6 +68,8 @@ class EditCase:
     heldout: list[str]
     seed: int
     params: dict[str, Any] = field(default_factory=dict)  # n_train, min_test, clean_frac
+    # counterfactuals for choosing hyper-parameters: photos in neither train nor a test group
+    validation_cf: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n"
@@ -92,7 +94,9 @@ def eligible_counterfactuals(manifest: pd.DataFrame) -> pd.DataFrame:
     label = manifest["label"]
     labelled = label.notna()
     right = ~labelled | (manifest["clean_pred"].astype(float) == label.astype(float))
-    eligible = manifest[manifest["kept"].astype(bool) & right].copy()
+    # a row with neither a label nor a clean prediction has no reference: it cannot be used
+    known = labelled | manifest["clean_pred"].notna()
+    eligible = manifest[manifest["kept"].astype(bool) & right & known].copy()
     eligible["target"] = (
         eligible["label"].where(eligible["label"].notna(), eligible["clean_pred"]).astype(int)
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="conceptswap-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME  # before anything imports prefect
+# exported ONNX models go to a session folder, not the user's cache
+os.environ.setdefault("CONCEPTSWAP_CACHE", tempfile.mkdtemp(prefix="conceptswap-cache-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DO_NOT_TRACK", "1")

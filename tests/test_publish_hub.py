@@ -493,14 +493,17 @@ def client_main(build: str, repo_id: str, out: str) -> None:
         features = {k: repr(v)[:40] for k, v in ds.features.items()}
         loaded[config] = {"rows": ds.num_rows, "features": features}
         if config == "counterfactuals":
-            raw = ds.cast_column("image", Image(decode=False))
-            loaded[config]["first_image_id"] = raw[0]["image_id"]
+            images = load_dataset(repo_id, "images", split="train")
+            raw = images.cast_column("image", Image(decode=False))
+            index = {image_id: i for i, image_id in enumerate(raw["image_id"])}
+            loaded[config]["first_image_id"] = ds[0]["image_id"]
             loaded[config]["first_image_sha256"] = hashlib.sha256(
-                raw[0]["image"]["bytes"]
+                raw[index[ds[0]["image_id"]]]["image"]["bytes"]
             ).hexdigest()
             loaded[config]["first_label"] = ds[0]["label"]
+            loaded[config]["first_label_name"] = ds.features["label"].int2str(ds[0]["label"])
             loaded[config]["label_names"] = ds.features["label"].num_classes
-            loaded[config]["decoded_size"] = list(ds[0]["image"].size)
+            loaded[config]["decoded_size"] = list(ds[0]["counterfactual"].size)
             loaded[config]["first_cf_id"] = ds[0]["cf_id"]
             loaded[config]["verdicts"] = sorted(ds[0]["verdicts"])
     second = publish(build, repo_id, out_dir=Path(out) / "second")
@@ -584,23 +587,24 @@ def test_publish_load_dataset_and_republish_over_http(
     manifest = pq.read_table(tiny_build / "manifest.parquet").to_pylist()
 
     first, second, loaded = result["first"], result["second"], result["loaded"]
-    assert first["files_uploaded"] == 3  # README + one shard per config
+    assert first["files_uploaded"] == 4  # README + one shard per config
     assert sorted(first["uploaded"]) == [
         "README.md",
         "data/cases/train-00000-of-00001.parquet",
         "data/counterfactuals/train-00000-of-00001.parquet",
+        "data/images/train-00000-of-00001.parquet",
     ]
-    assert first["rows"] == {"counterfactuals": len(manifest), "cases": 1}
+    assert first["rows"] == {"counterfactuals": len(manifest), "images": 2, "cases": 1}
 
     # read back with load_dataset(repo_id): rows, features, an image byte-identical to the build
     cfs = loaded["counterfactuals"]
     assert cfs["rows"] == len(manifest)
-    assert cfs["features"]["image"].startswith("Image(")
+    assert "image" not in cfs["features"]  # stored once, in the `images` config
     assert cfs["features"]["mask"].startswith("Image(")
     assert cfs["features"]["counterfactual"].startswith("Image(")
     assert cfs["features"]["label"].startswith("ClassLabel(")
     assert cfs["features"]["cf_pred"].startswith("ClassLabel(")
-    assert cfs["label_names"] == 1000
+    assert cfs["label_names"] == 1001  # ImageNet + `unlabelled`
     assert loaded["cases"]["rows"] == 1
     assert loaded["cases"]["features"]["target_class"].startswith("ClassLabel(")
     first_row = min(manifest, key=lambda r: r["cf_id"])
@@ -610,7 +614,8 @@ def test_publish_load_dataset_and_republish_over_http(
     }
     original = (tiny_build / images[cfs["first_image_id"]]["path"]).read_bytes()
     assert cfs["first_image_sha256"] == hashlib.sha256(original).hexdigest()
-    assert cfs["first_label"] == (first_row["label"] if first_row["label"] is not None else -1)
+    assert cfs["first_label"] == (first_row["label"] if first_row["label"] is not None else 1000)
+    assert cfs["first_label_name"] != ""
 
     # re-publishing the unchanged build uploads nothing and makes no commit
     assert second["files_uploaded"] == 0
@@ -620,7 +625,10 @@ def test_publish_load_dataset_and_republish_over_http(
 
     # a new shard layout uploads the new shards and deletes the stale one in the same commit
     third = result["third"]
-    assert third["deleted"] == ["data/counterfactuals/train-00000-of-00001.parquet"]
+    assert third["deleted"] == [  # both image-bearing configs now have several shards
+        "data/counterfactuals/train-00000-of-00001.parquet",
+        "data/images/train-00000-of-00001.parquet",
+    ]
     new_shards = [f for f in third["uploaded"] if f.startswith("data/counterfactuals/")]
     assert len(new_shards) > 1 and "README.md" in third["uploaded"]
     assert "data/cases/train-00000-of-00001.parquet" in third["unchanged"]
@@ -629,7 +637,8 @@ def test_publish_load_dataset_and_republish_over_http(
 
     # commits: first and third publish only; LFS uploads: the first two shards + the new ones
     assert len(hub.commits_received) == 2
-    assert len(hub.lfs_uploads) == 2 + len(new_shards)
+    new_data = [f for f in third["uploaded"] if f.startswith("data/")]
+    assert len(hub.lfs_uploads) == 3 + len(new_data)
 
     # the token was used (writes are refused without it) and never shown or written anywhere
     assert hub.authorized_requests > 0 and not hub.unauthorized
@@ -713,15 +722,31 @@ def test_unknown_source_license_is_refused_unless_allowed(tiny_build: Path, tmp_
 def test_publish_command_dry_run_and_license_refusal(tiny_build: Path, tmp_path: Path) -> None:
     import shutil
 
+    import typer
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from flows.cli_data import register
 
+    app = typer.Typer()
+    register(app)
     cli = CliRunner()
     result = cli.invoke(app, ["publish", str(tiny_build), "--repo-id", REPO_ID, "--dry-run"])
     assert result.exit_code == 0, result.output
     folder = tiny_build / "publish" / "tiny-counterfactuals"
     assert str(folder) in result.output and (folder / "README.md").is_file()
+
+    # --out-dir and --max-shard-size: the folder anywhere, smaller shards
+    elsewhere = tmp_path / "elsewhere"
+    args = ["--out-dir", str(elsewhere), "--max-shard-size", "20kB", "--revision", "v1"]
+    moved = cli.invoke(app, ["publish", str(tiny_build), "--repo-id", REPO_ID, "--dry-run", *args])
+    assert moved.exit_code == 0, moved.output
+    shards = sorted((elsewhere / "data" / "counterfactuals").glob("train-*.parquet"))
+    assert len(shards) > 1 and (elsewhere / "README.md").is_file()
+    bad_size = cli.invoke(
+        app,
+        ["publish", str(tiny_build), "--repo-id", REPO_ID, "--dry-run", "--max-shard-size", "big"],
+    )
+    assert bad_size.exit_code == 2 and "cannot read size" in bad_size.output
 
     bad = cli.invoke(app, ["publish", str(tiny_build), "--repo-id", "not a repo id", "--dry-run"])
     assert bad.exit_code == 2 and "error" in bad.output
@@ -755,7 +780,10 @@ def test_plain_export_columns_take_their_types_from_the_records() -> None:
         if column.name not in labels:
             assert features[column.name] == Value(column.dtype), column.name
     assert all(isinstance(features[name], ClassLabel) for name in labels)
-    assert all(isinstance(features[n], Image) for n in ("image", "mask", "counterfactual"))
+    assert all(isinstance(features[n], Image) for n in ("mask", "counterfactual"))
+    assert "image" not in features  # joined from the `images` config by `image_id`
+    assert isinstance(counterfactual_features([], inline_images=True)["image"], Image)
+    assert features["label"].int2str(1000) == "unlabelled"
     schema = features.arrow_schema
     topk = pa.list_(pa.struct([("class", pa.int64()), ("prob", pa.float64())]))
     assert schema.field("clean_topk").type == topk == schema.field("cf_topk").type

@@ -5,21 +5,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 
 from pipeline.hashing import pixels_id, stable_key
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, StyleImage, Stylized
 from pipeline.report import run_audit, summary_markdown
 from pipeline.report.html import write_report
-from pipeline.report.sensitivity import PREDICTION_COLUMNS, audit, model_dir
+from pipeline.report.sensitivity import (
+    PREDICTION_COLUMNS,
+    PREDICTIONS_VERSION,
+    audit,
+    model_dir,
+)
 from pipeline.store import BuildStore
 from pipeline.transform import composite
 
@@ -45,6 +54,7 @@ class MeanColourClassifier:
         self.device = torch.device("cpu")
         self.temperature = temperature
         self.calls = 0
+        self.images = 0
         self.prototypes = np.array(list(COLOURS.values()), np.float32)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -52,6 +62,7 @@ class MeanColourClassifier:
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
         self.calls += 1
+        self.images += len(images)
         means = self.preprocess(images).numpy()
         distance = np.linalg.norm(means[:, None] - self.prototypes[None], axis=2)
         logits = -distance / self.temperature
@@ -192,26 +203,39 @@ def test_report_shows_two_models_side_by_side(build: BuildStore):
     html_path = write_report(build.root, predictions, n_examples=4)
     assert html_path == build.root / "report" / "index.html"
     html = html_path.read_text(encoding="utf-8")
-    # self-contained: no scripts, no external resources
-    assert "<script" not in html and "http://" not in html and "https://" not in html
+    # self-contained: one inline script (the gallery filters), no external resources
+    assert html.count("<script") == 1 and "<script src" not in html
+    assert "http://" not in html and "https://" not in html
     sources = re.findall(r'<img src="([^"]+)"', html)
-    assert len(sources) == 3 * len(models)
+    figures = [s for s in sources if not s.startswith("gallery/")]
+    assert len(figures) == 3 * len(models)
+    assert all((build.root / "report" / s).is_file() for s in sources)
     for model in models:
         folder = model_dir(build.root, model.id)
         for name in ("heatmap.png", "top_sensitivities.png", "examples.png"):
-            assert f"{folder.name}/{name}" in sources
+            assert f"{folder.name}/{name}" in figures
             width, height = png_size(folder / name)
             assert width > 200 and height > 80
-        for table in ("sensitivity", "by_concept", "by_class"):
+        for table in ("sensitivity", "by_concept", "by_class", "by_texture", "flip_targets"):
             assert not pd.read_parquet(folder / f"{table}.parquet").empty
         assert model.id in html
     assert "Models compared on the same counterfactuals" in html
     assert "Class × concept heatmap" in html
-    # the example grid has one row per example: 4 rows of 5 images
+    # the main tables have a row per model under each (concept, texture)
+    assert html.count("<td>toy:mean-colour</td>") >= 2 and html.count("<td>toy:soft</td>") >= 2
+    for heading in ("both controls", "Top flip targets", "Per texture", "Gallery of failures"):
+        assert heading in html
+    # the gallery: one card per counterfactual that some model flips
+    flipped = set().union(
+        *(set(p.loc[p["cf_pred"] != p["clean_pred"], "cf_id"]) for p in predictions)
+    )
+    assert 0 < len(flipped) == html.count('<div class="card"')
+    assert "masks: segmenter" in html  # no resolved.mask_model in this build: the fingerprint
+    # the example grid has one row per example: 4 rows of 6 images
     width, height = png_size(model_dir(build.root, models[0].id) / "examples.png")
-    assert height > 3 * width / 5
+    assert height > 3 * width / 6
     summary = summary_markdown(build.root)
-    assert summary.count("| `toy:") == 2 and "concept sensitivity" in summary
+    assert summary.count("| `toy:") == 2 and "texture effect" in summary
     assert json.loads((build.root / "report" / "index.json").read_text())["slugs"] == [
         model_dir(build.root, m.id).name for m in models
     ]
@@ -221,6 +245,8 @@ def test_report_can_embed_images_and_restrict_to_kept_rows(build: BuildStore):
     predictions = audit(build.root, MeanColourClassifier(), batch_size=8)
     html = write_report(build.root, [predictions], kept_only=True, embed_images=True).read_text()
     assert html.count('src="data:image/png;base64,') == 3
+    cards = html.count('<div class="card"')
+    assert cards > 0 and html.count('src="data:image/jpeg;base64,') == cards
     assert "kept counterfactuals only" in html
     assert "Models compared" not in html  # one model: no comparison section
 
@@ -240,7 +266,86 @@ def test_run_audit_loads_classifiers_by_name(build: BuildStore, monkeypatch: pyt
     assert path.is_file() and "toy:b@t20" in path.read_text()
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no /usr/bin/chromium")
+def test_controls_neutral_keeps_the_mean_colour_and_random_lies_outside(build: BuildStore):
+    # given a classifier that sees only the image's mean colour
+    classifier = MeanColourClassifier(name="toy:counting")
+    predictions = audit(build.root, classifier, batch_size=8)
+    # 4 clean images, 24 counterfactuals, 24 random-region controls, one neutral per mask (8)
+    assert classifier.images == 4 + 24 + 24 + 8
+    # then the neutral control (the concept's own mean colour) changes nothing it can see...
+    assert (predictions["neutral_pred"] == predictions["clean_pred"]).all()
+    assert predictions["neutral_ref_prob"].to_numpy() == pytest.approx(
+        predictions["clean_ref_prob"].to_numpy(), abs=0.01
+    )
+    # ...while the textures do: every flip is a texture effect
+    assert (predictions["cf_pred"] != predictions["clean_pred"]).any()
+    assert set(predictions["neutral"]) == {"mean"} and set(predictions["placement"]) == {
+        "elsewhere"
+    }
+    # the random region lies outside the concept wherever the concept leaves room
+    small = predictions[predictions["area_frac"] < 0.5]
+    assert len(small) and (small["control_overlap"] == 0.0).all()
+
+
+def test_stale_prediction_caches_are_recomputed(tmp_path: Path):
+    store = make_build(tmp_path / "build")
+    classifier = MeanColourClassifier()
+    audit(store.root, classifier)
+    path = model_dir(store.root, classifier.id) / "predictions.parquet"
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"conceptswap.audit"])
+    assert meta["version"] == PREDICTIONS_VERSION
+    old = {**meta, "version": "audit-v1"}
+    stale = {**table.schema.metadata, b"conceptswap.audit": json.dumps(old).encode()}
+    pq.write_table(table.replace_schema_metadata(stale), path)
+    calls = classifier.calls
+    audit(store.root, classifier)
+    assert classifier.calls > calls
+
+
+def test_report_names_the_mask_model_and_warns_when_it_is_audited(tmp_path: Path):
+    store = make_build(tmp_path / "build")
+    mask_model = {
+        "backend": "cam",
+        "classifier": "toy:mean-colour@t20",
+        "finder": "offline finder",
+        "iou": 0.41,
+    }
+    store.build_yaml.write_text(
+        yaml.safe_dump({"name": "b", "resolved": {"mask_model": mask_model}})
+    )
+    predictions = audit(store.root, MeanColourClassifier(), batch_size=8)
+    html = write_report(store.root, [predictions]).read_text()
+    assert "masks: cam with toy:mean-colour (offline finder, measured mask IoU 0.41" in html
+    assert 'id="mask-warning"' in html and "also audited here" in html
+    other = audit(store.root, MeanColourClassifier(name="toy:other"), batch_size=8)
+    assert 'id="mask-warning"' not in write_report(store.root, [other]).read_text()
+    # the per-concept mask quality: both concepts, 4 masks each
+    assert re.search(r"<td>object</td><td>4</td>", html)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium (apt-get install chromium)")
+def test_gallery_filters_run_in_headless_chromium(build: BuildStore):
+    predictions = audit(build.root, MeanColourClassifier(), batch_size=8)
+    html = write_report(build.root, [predictions])
+    flips = predictions[predictions["cf_pred"] != predictions["clean_pred"]]
+    expected = int((flips["texture"] == "wood").sum())
+    assert 0 < expected < len(flips)  # the filter has something to hide
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+             "--dump-dom", html.as_uri() + "#texture=wood"],
+            capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+    assert f'<span id="shown">{expected} shown</span>' in dom
+    assert dom.count('<div class="card"') == len(flips)
+    assert len(re.findall(r'<div class="card"[^>]*hidden', dom)) == len(flips) - expected
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(build: BuildStore, tmp_path: Path):
     predictions = audit(build.root, MeanColourClassifier(), batch_size=8)
     html = write_report(build.root, [predictions])

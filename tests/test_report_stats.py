@@ -1,5 +1,5 @@
-"""Report statistics: Wilson and Newcombe intervals, control subtraction, label-free mode,
-area-matched control masks."""
+"""Report statistics: Wilson and Newcombe intervals, control subtraction (both controls),
+label-free mode, flip targets, area-matched control masks and the neutral fill."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.report.controls import control_mask, overlap_fraction, random_blob_mask
+from pipeline.report.controls import (
+    control_mask,
+    neutral_fill,
+    overlap_fraction,
+    random_blob_mask,
+)
+from pipeline.report.groups import by_concept_texture, flip_targets
 from pipeline.report.sensitivity import sensitivity_table, summarize
 from pipeline.report.stats import diff_proportions, mean_interval, wilson
 
@@ -72,10 +78,12 @@ def predictions_frame(
     labelled: bool = True,
     concept: str = "background",
     reference: int = 0,
+    neutral_flips: int = 0,
 ) -> pd.DataFrame:
-    """n rows of one (class, concept, texture), clean predictions = reference (correct)."""
+    """n rows of one (class, concept, texture), one image each, clean = reference (correct)."""
     cf_pred = [reference + 1] * cf_flips + [reference] * (n - cf_flips)
     ctrl_pred = [reference + 1] * ctrl_flips + [reference] * (n - ctrl_flips)
+    neutral_pred = [reference + 2] * neutral_flips + [reference] * (n - neutral_flips)
     return pd.DataFrame(
         {
             "cf_id": [f"{concept}{i:03d}" for i in range(n)],
@@ -88,9 +96,14 @@ def predictions_frame(
             "reference_name": f"class{reference}",
             "clean_pred": reference,
             "cf_pred": cf_pred,
+            "cf_pred_name": [f"class{p}" for p in cf_pred],
+            "neutral_pred": neutral_pred,
+            "neutral_pred_name": [f"class{p}" for p in neutral_pred],
             "ctrl_pred": ctrl_pred,
+            "ctrl_pred_name": [f"class{p}" for p in ctrl_pred],
             "clean_ref_prob": 0.9,
             "cf_ref_prob": [0.2 if p != reference else 0.8 for p in cf_pred],
+            "neutral_ref_prob": [0.4 if p != reference else 0.88 for p in neutral_pred],
             "ctrl_ref_prob": [0.3 if p != reference else 0.85 for p in ctrl_pred],
             "area_frac": 0.25,
             "control_overlap": 0.3,
@@ -108,16 +121,16 @@ def test_concept_sensitivity_is_concept_minus_control():
     assert row["ctrl_acc"] == pytest.approx(0.7)
     assert row["cf_flip"] == pytest.approx(0.8) and row["ctrl_flip"] == pytest.approx(0.3)
     assert row["sens_flip"] == pytest.approx(0.5)
-    assert (row["sens_flip_low"], row["sens_flip_high"]) == pytest.approx(
-        diff_proportions(8, 10, 3, 10)[1:]
-    )
+    assert row["sens_flip_low"] < 0.5 < row["sens_flip_high"]  # image bootstrap, paired
+    # no neutral flips: the texture effect is the whole counterfactual flip rate
+    assert row["neutral_flip"] == 0.0 and row["sens_texture_flip"] == pytest.approx(0.8)
     assert row["sens_acc_drop"] == pytest.approx(0.5)  # (1 - 0.2) - (1 - 0.7)
     assert row["cf_acc_drop"] == pytest.approx(0.8) and row["ctrl_acc_drop"] == pytest.approx(0.3)
     # mean true-class probability change: cf 8×(0.2−0.9) + 2×(0.8−0.9) over 10
     assert row["cf_dprob"] == pytest.approx((8 * -0.7 + 2 * -0.1) / 10)
     assert row["ctrl_dprob"] == pytest.approx((3 * -0.6 + 7 * -0.05) / 10)
     assert row["sens_prob_drop"] == pytest.approx(row["ctrl_dprob"] - row["cf_dprob"])
-    assert row["cf_flip_low"] == pytest.approx(wilson(8, 10).low)
+    assert row["cf_flip_low"] < 0.8 < row["cf_flip_high"]
 
 
 def test_groups_are_separate_and_pooled_on_request():
@@ -150,6 +163,34 @@ def test_kept_only_restricts_rows():
     frame = predictions_frame(10, 8, 3)
     frame.loc[:4, "kept"] = False
     assert sensitivity_table(frame, kept_only=True)["n"].iloc[0] == 5
+
+
+def test_the_road_story_reads_right_with_both_controls():
+    # given the issue's road scenes: re-texturing the road flips 65 %, a random region outside
+    # the road (on the vehicles) 84 %, the road re-rendered neutrally 10 %
+    frame = predictions_frame(100, cf_flips=65, ctrl_flips=84, neutral_flips=10, concept="road")
+    row = by_concept_texture(frame).iloc[0]
+    # then the region effect is negative (the objects matter more than the road's area)...
+    assert row["sens_flip"] == pytest.approx(-0.19)
+    # ...and the texture effect shows what the snow on the road did: +55 pp, clearly above 0
+    assert row["sens_texture_flip"] == pytest.approx(0.55)
+    assert row["sens_texture_flip_low"] > 0.4
+    assert row["sens_texture_prob_drop"] > 0
+
+
+def test_flip_targets_rank_what_counterfactuals_become_against_both_controls():
+    frame = predictions_frame(10, cf_flips=0, ctrl_flips=0, concept="road")
+    frame["cf_pred"] = [5, 5, 5, 7, 7, 0, 0, 0, 0, 9]
+    frame["cf_pred_name"] = [f"class{p}" for p in frame["cf_pred"]]
+    frame.loc[0, ["neutral_pred", "neutral_pred_name"]] = [5, "class5"]
+    frame.loc[1, ["ctrl_pred", "ctrl_pred_name"]] = [0, "class0"]  # no flip: not counted
+    targets = flip_targets(frame, k=2)
+    assert list(targets["target"]) == ["class5", "class7"]
+    assert list(targets["rank"]) == [1, 2]
+    assert list(targets["cf_share"]) == pytest.approx([0.3, 0.2])
+    assert list(targets["neutral_share"]) == pytest.approx([0.1, 0.0])
+    assert list(targets["ctrl_share"]) == pytest.approx([0.0, 0.0])
+    assert list(targets["n_images"]) == [3, 2] and (targets["n"] == 10).all()
 
 
 # -- control masks -----------------------------------------------------------------------------
@@ -189,3 +230,39 @@ def test_elsewhere_placement_avoids_the_concept_when_it_fits():
     assert (forced | big).all()  # every pixel outside the concept is used first
     with pytest.raises(ValueError):
         control_mask(concept, 0, "abc", placement="nowhere")  # type: ignore[arg-type]
+
+
+def test_default_random_control_lies_outside_the_concept():
+    concept = concept_mask()
+    assert overlap_fraction(concept, control_mask(concept, 0, "abc")) == 0.0
+
+
+def two_tone(shape=(40, 60)) -> tuple[np.ndarray, np.ndarray]:
+    """An image: a red/orange gradient concept (left half) on green; the concept mask."""
+    image = np.zeros((*shape, 3), np.uint8)
+    image[...] = (30, 160, 40)
+    mask = np.zeros(shape, bool)
+    mask[:, : shape[1] // 2] = True
+    image[mask] = (200, 40, 40)
+    image[:, :10, 1] = 120  # the concept's own texture: an orange strip at its left edge
+    return image, mask
+
+
+def test_neutral_mean_fill_is_the_concepts_mean_colour_and_leaves_the_rest():
+    image, mask = two_tone()
+    fill = neutral_fill(image, mask, "mean")
+    expected = np.round(image[mask].reshape(-1, 3).mean(0))
+    assert (fill[mask] == expected).all()  # one colour: the texture is gone
+    assert np.array_equal(fill[~mask], image[~mask])
+    assert np.array_equal(neutral_fill(image, np.zeros_like(mask), "mean"), image)
+
+
+def test_neutral_blur_fill_reads_only_the_concepts_pixels():
+    image, mask = two_tone()
+    fill = neutral_fill(image, mask, "blur", sigma_frac=0.05)
+    # no green leaks in from outside the concept, though the blur spans the mask's edge
+    assert fill[mask][:, 1].max() <= 120 and fill[mask][:, 0].min() == 200
+    # the coarse layout stays (orange side still more orange), the fine edge is softened
+    assert fill[20, 2, 1] > fill[20, 28, 1] and fill[20, 9, 1] < 120
+    with pytest.raises(ValueError):
+        neutral_fill(image, mask, "noise")  # type: ignore[arg-type]

@@ -296,7 +296,9 @@ def test_torchvision_default_weights_are_never_downloaded(monkeypatch, tmp_path)
 
 
 def test_torchvision_refuses_concepts_it_cannot_find():
-    with pytest.raises(ValueError, match=r"road: detectron2, annotations"):
+    with pytest.raises(
+        ValueError, match=r"road: detectron2, transformers-panoptic, clipseg, annotations"
+    ):
         create_segmenter("torchvision-maskrcnn", concepts=["car", "road"], pretrained=False, **TINY)
 
 

@@ -13,6 +13,7 @@ from pipeline.classify.imagenet import class_index
 from pipeline.config import SourceConfig
 from pipeline.imageio import ImageDecodeError, decode_image
 from pipeline.sources import create_source
+from pipeline.sources.samples import SAMPLES
 
 
 def png(color: tuple[int, int, int], size: int = 16) -> bytes:
@@ -82,3 +83,29 @@ def test_huggingface_local_dataset_with_a_missing_image(tmp_path) -> None:
     assert np.array_equal(first[0, 0], [255, 0, 0])
     with pytest.raises(ImageDecodeError, match="no image"):
         source.read(refs[1])
+
+
+def test_limit_is_honoured_by_every_source_kind(tmp_path) -> None:
+    """`source.limit: N` keeps the first N images in the source's sorted order, for every kind
+    (it used to be silently ignored by folders and samples: a `limit: 60` build took all 200)."""
+    import datasets
+
+    for index in range(7):
+        (tmp_path / "photos" / f"d{index % 2}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "photos" / f"d{index % 2}" / f"{index}.png").write_bytes(png((index, 0, 0)))
+    folder = create_source(SourceConfig(kind="folder", path=str(tmp_path / "photos"), limit=3))
+    assert [r.meta["relpath"] for r in folder.refs()] == ["d0/0.png", "d0/2.png", "d0/4.png"]
+    everything = create_source(SourceConfig(kind="folder", path=str(tmp_path / "photos")))
+    assert len(list(everything.refs())) == 7
+
+    samples = create_source(SourceConfig(kind="samples", limit=2))
+    assert [r.uri for r in samples.refs()] == ["samples://coffee", "samples://chelsea"]
+    named = create_source(SourceConfig(kind="samples", names=["rocket", "coffee"], limit=1))
+    assert [r.uri for r in named.refs()] == ["samples://rocket"]
+    assert create_source(SourceConfig(kind="samples", limit=50)).names == list(SAMPLES)
+
+    rows = {"image": [{"bytes": png((i, 9, 9)), "path": None} for i in range(5)]}
+    features = datasets.Features({"image": datasets.Image()})
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "ds"))
+    hub = create_source(SourceConfig(kind="huggingface", path=str(tmp_path / "ds"), limit=4))
+    assert len(list(hub.refs())) == 4

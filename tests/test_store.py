@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -111,3 +114,26 @@ def test_png_writer_finishes_every_file_before_the_block_ends(tmp_path) -> None:
         writer.save(store.relpath("masks", "ab" * 8), arrays[0])
     with pytest.raises(ValueError, match="escapes"), store.png_writer() as writer:
         writer.save("../outside.png", arrays[0])
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_are_as_readable_as_the_umask_allows(tmp_path, umask, mode) -> None:
+    """Given a umask, when a file is written atomically (new, then replaced), then its mode is
+    0666 minus the umask, as for `open()`: 0644 under 022 (teammates and web servers can read a
+    build), 0600 under 077; folders made on the way follow the umask too."""
+    previous = os.umask(umask)
+    try:
+        target = tmp_path / "deep" / "file.bin"
+        atomic_write_bytes(target, b"one")
+        assert stat.S_IMODE(target.stat().st_mode) == mode
+        atomic_write_bytes(target, b"two")
+        assert stat.S_IMODE(target.stat().st_mode) == mode
+        assert stat.S_IMODE(target.parent.stat().st_mode) == 0o777 & ~umask
+        store = BuildStore(tmp_path / "build")
+        store.write_part("masks", "k", [mask_record("cd" * 16)])
+        part = store.part_path("masks", "k")
+        assert stat.S_IMODE(part.stat().st_mode) == mode
+    finally:
+        os.umask(previous)
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]

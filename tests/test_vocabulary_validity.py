@@ -103,12 +103,20 @@ def test_coverage_tells_which_backend_finds_which_concept():
     assert set(table["cam"]) == {canonical(c) for c in supported_concepts()}
     assert len(table["torchvision-maskrcnn"]) == 80
     assert set(table["annotations"]) == set(all_concepts())
-    assert backends_for("road") == ["detectron2", "annotations"]
-    assert backends_for("grass-merged") == ["detectron2", "annotations"]
-    assert backends_for("wheel") == ["detectron2", "cam", "annotations"]
-    assert backends_for("car") == ["detectron2", "torchvision-maskrcnn", "annotations"]
+    stuff = ["detectron2", "transformers-panoptic", "clipseg", "annotations"]
+    assert backends_for("road") == stuff
+    assert backends_for("grass-merged") == stuff
+    assert backends_for("wheel") == ["detectron2", "cam", "clipseg", "annotations"]
+    assert backends_for("car") == [
+        "detectron2",
+        "transformers-panoptic",
+        "torchvision-maskrcnn",
+        "clipseg",
+        "annotations",
+    ]
     assert backends_for("object") == ["cam", "annotations"]
-    assert backends_for("tyre") == ["annotations"]  # LVIS v1 has no tyre class
+    # LVIS v1 has no tyre class: only ground truth and text prompts find it
+    assert backends_for("tyre") == ["clipseg", "annotations"]
 
 
 # ------------------------------------------------------------------ validity

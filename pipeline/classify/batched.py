@@ -1,18 +1,42 @@
-"""Shared batching for torch classifiers: preprocess with the model's own transform, run in
-batches under inference mode, return probabilities as numpy."""
+"""Shared batching for torch classifiers: preprocess with the model's own transform, run the
+no-gradient passes on the engine chosen at load (`pipeline.classify.engines`), return
+probabilities as numpy.
+
+`predict_proba` prepares the next batch (decode to PIL, resize, crop, normalise) in a worker
+thread while the current one runs in the model, so the model never waits for preprocessing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.classify.engines import Engine, EngineInfo, TorchEngine, select_engine
+
+
+class _Forward(torch.nn.Module):
+    """A classifier's own `forward` as a module, for exporting classifiers that override it."""
+
+    def __init__(self, classifier: BatchedTorchClassifier) -> None:
+        super().__init__()
+        self.model = classifier.model
+        self._forward = classifier.forward
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._forward(batch)
+
 
 class BatchedTorchClassifier:
     """Base of the torch backends. Subclasses set `model`, `device`, `transform`, `batch_size`,
-    `class_names` and `id`, and may override `forward` (e.g. CLIP's image-text logits)."""
+    `class_names` and `id`, and may override `forward` (e.g. CLIP's image-text logits).
+
+    Until `configure_engine` is called (by `create_classifier(..., engine=...)`), the passes run
+    in torch eager at `batch_size`, as they always did; `engine_info` is None.
+    """
 
     model: torch.nn.Module
     device: torch.device
@@ -20,6 +44,8 @@ class BatchedTorchClassifier:
     batch_size: int
     class_names: list[str]
     id: str
+    engine_info: EngineInfo | None = None
+    _engine: Engine | None = None
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         return torch.stack([self.transform(Image.fromarray(image)) for image in images])
@@ -31,13 +57,43 @@ class BatchedTorchClassifier:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.forward(batch.to(self.device))
 
+    def input_shape(self) -> tuple[int, ...]:
+        """C x H x W of the model's input, as this classifier's preprocessing produces it."""
+        return tuple(self.preprocess([np.zeros((256, 256, 3), np.uint8)]).shape[1:])
+
+    def configure_engine(self, engine: str) -> EngineInfo:
+        """Choose the engine of the no-grad passes now (`auto` times a short probe)."""
+        exported = self.model if type(self).forward is BatchedTorchClassifier.forward else None
+        self._engine, self.engine_info = select_engine(
+            engine,
+            forward=self.forward,
+            module=exported if exported is not None else _Forward(self),
+            input_shape=self.input_shape(),
+            device=self.device,
+            model_id=self.id,
+            batch_size=self.batch_size,
+        )
+        return self.engine_info
+
+    def _runner(self) -> tuple[Engine, int]:
+        if self._engine is None or self.engine_info is None:
+            return TorchEngine(self.forward, self.device), self.batch_size
+        return self._engine, self.engine_info.batch_size
+
     def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        outputs = []
-        for start in range(0, len(images), self.batch_size):
-            batch = self.preprocess(images[start : start + self.batch_size])
-            outputs.append(torch.softmax(self.logits(batch).float(), dim=1).cpu().numpy())
-        if not outputs:
+        if not len(images):
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        engine, size = self._runner()
+        chunks = [images[start : start + size] for start in range(0, len(images), size)]
+        outputs = []
+        with ThreadPoolExecutor(max_workers=1) as prefetch:
+            pending = prefetch.submit(self.preprocess, chunks[0])
+            for index in range(len(chunks)):
+                batch = pending.result()
+                if index + 1 < len(chunks):  # the next batch is prepared while this one runs
+                    pending = prefetch.submit(self.preprocess, chunks[index + 1])
+                logits = torch.from_numpy(engine(batch))
+                outputs.append(torch.softmax(logits.float(), dim=1).numpy())
         return np.concatenate(outputs).astype(np.float32)
 
 

@@ -81,6 +81,12 @@ class BuildImages:
             return label if label is not None else _optional_int(row["clean_pred"])
         return _optional_int(self.images.at[item.id, "label"])
 
+    def label(self, item: Item) -> int | None:
+        """The item's own class label (its photo's), None where the build has none."""
+        if item.kind == "cf":
+            return _optional_int(self.counterfactuals.at[item.id, "label"])
+        return _optional_int(self.images.at[item.id, "label"])
+
     def rgb(self, item: Item) -> np.ndarray:
         if item.kind == "cf":
             return self.store.load_image(str(self.counterfactuals.at[item.id, "path"]))
@@ -107,6 +113,7 @@ class CaseItems:
     heldout: list[Item]
     validation: list[Item]
     clean: dict[Item, Item] = field(default_factory=dict)
+    validation_cf: list[Item] = field(default_factory=list)
 
     def test_items(self) -> list[Item]:
         """Every item the final evaluation classifies (never used for selection)."""
@@ -120,11 +127,13 @@ def case_items(case: EditCase, data: BuildImages) -> CaseItems:
     train = [cf(i) for i in case.train]
     groups = {name: [cf(i) for i in case.test_groups.get(name, [])] for name in TEST_GROUPS}
     tested = [item for group in groups.values() for item in group]
-    clean = {item: data.clean_of(item) for item in [*train, *tested]}
+    validation_cf = [cf(i) for i in getattr(case, "validation_cf", [])]
+    clean = {item: data.clean_of(item) for item in [*train, *tested, *validation_cf]}
     return CaseItems(
         train=train,
         groups=groups,
         heldout=[image(i) for i in case.heldout],
         validation=[image(i) for i in case.validation],
         clean=clean,
+        validation_cf=validation_cf,
     )

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,33 +28,42 @@ def case_exemplars(
     data: BuildImages,
     preprocess: Callable[[list[np.ndarray]], Tensor],
     masks: Callable[[np.ndarray], Tensor],
+    labels: Sequence[int] | None = None,
 ) -> EditExemplars:
     """The case's train counterfactuals as :class:`EditExemplars`.
 
     ``transformed``: the counterfactuals; ``original``: their clean images; ``masks``: the
     concept masks in the same geometry (:func:`pipeline.editing.masks.mask_transform`);
     ``labels``: each exemplar's own reference label (the target class, or the image's class
-    within a target group).
+    within a target group). ``labels`` overrides them (label-free cases: the unedited model's
+    top-1 on each exemplar's clean image, see :func:`references`).
     """
     items = [cf(cf_id) for cf_id in case.train]
     transformed = preprocess([data.rgb(item) for item in items])
     original = preprocess([data.rgb(data.clean_of(item)) for item in items])
     mask_batch = torch.stack([masks(data.mask(item.id)) for item in items])
-    labels = []
-    for item in items:
-        label = data.reference(item)
-        if label is None:
-            raise ValueError(f"counterfactual {item.id} has neither a label nor a clean prediction")
-        labels.append(label)
-    return EditExemplars(transformed, original, mask_batch, torch.tensor(labels, dtype=torch.long))
+    if labels is None:
+        labels = []
+        for item in items:
+            label = data.reference(item)
+            if label is None:
+                raise ValueError(f"counterfactual {item.id} has neither a label nor a prediction")
+            labels.append(label)
+    if len(labels) != len(items):
+        raise ValueError(f"{len(labels)} labels for {len(items)} exemplars")
+    return EditExemplars(
+        transformed, original, mask_batch, torch.tensor(list(labels), dtype=torch.long)
+    )
 
 
 def references(data: BuildImages, items: Iterable[Item], pre: dict[Item, int]) -> dict[Item, int]:
-    """Reference label per item; an unlabelled clean image is judged against ``pre``."""
+    """Reference label per item: its photo's label; label-free, the unedited model's top-1 on
+    the item's clean image (``pre`` must hold it), so an "error" is a counterfactual whose top-1
+    differs from its clean image's, and an unlabelled clean image is right unless it changed."""
     out = {}
     for item in items:
-        label = data.reference(item)
-        out[item] = pre[item] if label is None else label
+        label = data.label(item)
+        out[item] = pre[data.clean_of(item)] if label is None else label
     return out
 
 
@@ -67,6 +76,23 @@ class CaseEvaluation:
     pre: dict[Item, int]
     post: dict[Item, int]
     items: CaseItems
+    pre_logp: dict[Item, float] | None = None
+
+
+def _logits_top1(predictor: Predictor, items: Sequence[Item]) -> tuple[dict[Item, int], Tensor]:
+    unique = list(dict.fromkeys(items))
+    logits = predictor.logits(unique) if unique else torch.zeros(0, 0)
+    top1 = logits.argmax(1).tolist() if unique else []
+    return dict(zip(unique, top1, strict=True)), logits
+
+
+def _logp(logits: Tensor, items: Sequence[Item], refs: dict[Item, int]) -> dict[Item, float]:
+    if not len(items):
+        return {}
+    log_probs = torch.log_softmax(logits.double(), dim=1)
+    index = torch.tensor([refs[i] for i in items], dtype=torch.long)
+    values = log_probs.gather(1, index[:, None])[:, 0].tolist()
+    return dict(zip(items, values, strict=True))
 
 
 def evaluate_case(
@@ -75,21 +101,31 @@ def evaluate_case(
     edit: EditResult | None = None,
     pre: dict[Item, int] | None = None,
     scale: float = 1.0,
+    pre_logp: dict[Item, float] | None = None,
+    min_e_pre: int = 1,
 ) -> CaseEvaluation:
     """Metrics of ``edit`` (applied to ``predictor.model`` only inside) on ``case``.
 
     ``pre``: the unedited model's predictions on the case's items, if already known (they are
     the same for every method, so a runner computes them once per case). Without an edit, post
-    equals pre (errors corrected 0 where there are errors, clean drop 0).
+    equals pre (errors corrected 0 where there are errors, clean drop 0). ``pre_logp``: the
+    unedited log p(reference) of the test counterfactuals (from an earlier evaluation's
+    ``pre_logp``), with ``pre``. ``min_e_pre``: a group with fewer errors is unmeasurable.
     """
     items = case_items(case, predictor.data)
-    wanted = items.test_items()
-    if pre is None or any(item not in pre for item in wanted):
-        pre = {**(pre or {}), **predictor.predict([i for i in wanted if i not in (pre or {})])}
+    wanted = list(dict.fromkeys(items.test_items()))
+    tested = [i for i in wanted if i.kind == "cf"]
+    if pre is None or pre_logp is None or any(item not in pre for item in wanted):
+        pre, logits = _logits_top1(predictor, wanted)
+        refs = references(predictor.data, wanted, pre)
+        position = {item: index for index, item in enumerate(wanted)}
+        pre_logp = _logp(logits[[position[i] for i in tested]], tested, refs)
+    refs = references(predictor.data, wanted, pre)
     if edit is None:
-        post = dict(pre)
+        post, post_logp = dict(pre), dict(pre_logp)
     else:
         with applied(predictor.model, edit, scale):
-            post = predictor.predict(wanted)
-    refs = references(predictor.data, wanted, pre)
-    return CaseEvaluation(case_metrics(items, refs, pre, post), pre, post, items)
+            post, logits = _logits_top1(predictor, tested + [i for i in wanted if i.kind != "cf"])
+        post_logp = _logp(logits[: len(tested)], tested, refs)
+    rows = case_metrics(items, refs, pre, post, pre_logp, post_logp, min_e_pre)
+    return CaseEvaluation(rows, pre, post, items, pre_logp)

@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.cases import CLEAN, EXEMPLARS, TEST_GROUPS
+from pipeline.edit_stats import clipped_percent, pooled_errors_corrected
+
+__all__ = ["clipped_percent", "pooled_errors_corrected"]
 
 if TYPE_CHECKING:
     from pipeline.editing.build_images import CaseItems, Item
@@ -95,18 +98,18 @@ def errors_corrected(
     transformed_correct_post: Any,
     clean_correct_post: Any | None = None,
 ) -> float:
-    """``100·(E_pre − E_post)/E_pre`` in percent; NaN when ``E_pre = 0`` (nothing to correct).
+    """``100·(E_pre − E_post)/E_pre`` in percent, clipped at −100; NaN when ``E_pre = 0``.
 
     By default both counts use the pre-edit set of correctly classified clean images, so the
     same images are compared before and after. Pass ``clean_correct_post`` to count ``E_post``
-    over the post-edit model's own set instead. Negative values mean the edit added errors.
+    over the post-edit model's own set instead. Negative values mean the edit added errors;
+    as in the paper they are clipped at −100 % (an edit that more than doubles the errors
+    counts as "all lost", so one bad case cannot dominate a mean over cases).
     """
     e_pre = count_errors(clean_correct_pre, transformed_correct_pre)
     subset = clean_correct_pre if clean_correct_post is None else clean_correct_post
     e_post = count_errors(subset, transformed_correct_post)
-    if e_pre == 0:
-        return math.nan
-    return 100.0 * (e_pre - e_post) / e_pre
+    return clipped_percent(e_pre, e_post)
 
 
 def accuracy(correct_flags: Any) -> float:
@@ -155,6 +158,9 @@ def case_metrics(
     refs: dict[Item, int],
     pre: dict[Item, int],
     post: dict[Item, int],
+    pre_logp: dict[Item, float] | None = None,
+    post_logp: dict[Item, float] | None = None,
+    min_e_pre: int = 1,
 ) -> list[dict[str, Any]]:
     """One row per part of the case (exemplars, the four test groups, clean heldout).
 
@@ -164,7 +170,10 @@ def case_metrics(
     all the part's images right); ``gr`` (% of the ``e_pre`` errors fixed, the generalisation
     rate) and ``changed`` (% whose top-1 changed). Case-level values on every row: ``sr`` (% of
     misclassified exemplars fixed), ``lr`` (% of heldout clean images whose top-1 is unchanged),
-    ``clean_acc_pre`` / ``clean_acc_post`` / ``clean_drop_pp``.
+    ``clean_acc_pre`` / ``clean_acc_post`` / ``clean_drop_pp``. Also per row: ``measurable``
+    (``e_pre >= min_e_pre``), ``dlogp`` (mean change of log p(reference) over the part's
+    counterfactuals, with ``pre_logp`` / ``post_logp``) and ``err_bits`` (per clean-correct
+    image ``pre``+``post`` error flags as "01 10 ..." for pooled bootstrap intervals).
     """
 
     def flags(part: Sequence[Item], preds: dict[Item, int]) -> np.ndarray:
@@ -178,6 +187,12 @@ def case_metrics(
         e_post = count_errors(clean_ok, cf_post)
         fixed = fixed_rate(cf_pre[clean_ok], cf_post[clean_ok])
         changed = locality_rate([pre[i] for i in part], [post[i] for i in part])
+        bits = " ".join(
+            f"{int(a)}{int(b)}" for a, b in zip(~cf_pre[clean_ok], ~cf_post[clean_ok], strict=True)
+        )
+        dlogp = math.nan
+        if pre_logp is not None and post_logp is not None and len(part):
+            dlogp = float(np.mean([post_logp[i] - pre_logp[i] for i in part]))
         return {
             "group": name,
             "n": len(part),
@@ -193,6 +208,9 @@ def case_metrics(
             "gr": fixed.percent,
             "gr_n": fixed.total,
             "changed": 100.0 - changed.percent if changed.total else math.nan,
+            "measurable": e_pre >= max(1, min_e_pre),
+            "dlogp": dlogp,
+            "err_bits": bits,
         }
 
     rows = [part_row(EXEMPLARS, items.train)]
@@ -212,6 +230,9 @@ def case_metrics(
         "gr": math.nan,
         "gr_n": 0,
         "changed": 100.0 - locality.percent if locality.total else math.nan,
+        "measurable": False,
+        "dlogp": math.nan,
+        "err_bits": "",
     }
     rows.append(clean_row)
     success = success_rate(flags(items.train, pre), flags(items.train, post))

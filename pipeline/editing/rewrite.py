@@ -231,6 +231,8 @@ def optimise_update(
     schedule: str = "cosine",
     parametrization: str = "low-rank",
     project_every: int = 1,
+    patience: int = 0,
+    min_improvement: float = 1e-3,
 ) -> Tensor:
     """Fit ``ΔW`` (matrix ``(O, D)``) by Adam so the edited layer reproduces ``target``.
 
@@ -245,6 +247,10 @@ def optimise_update(
     ``project_every`` steps (Adam's per-coordinate scaling lets it drift out of the span) and
     after the last step; its learning rate is rescaled by ``mean‖d_j‖ / √D`` so ``lr`` has
     about the same meaning in both forms. Runs in the layer's dtype; returns a detached ``ΔW``.
+
+    ``patience > 0``: stop early on a loss plateau — when the best loss has not fallen by a
+    relative ``min_improvement`` within the last ``patience`` steps (so ``steps`` can be set
+    for convergence, thousands, without paying for them once the fit has settled).
     """
     if project_every < 1:
         raise ValueError("project_every must be at least 1")
@@ -279,10 +285,19 @@ def optimise_update(
 
     optimizer = torch.optim.Adam([param], lr=lr)
     scheduler = _scheduler(optimizer, schedule, steps)
+    best, best_step = math.inf, 0
     for step in range(steps):
         out = layer_forward(layer, inputs, base + delta())
         out = post(out) if post is not None else out
         value = weighted_output_loss(output_positions(layer, out), goal, weights, loss)
+        current = float(value.detach())
+        if current < best * (1.0 - min_improvement):
+            best, best_step = current, step
+        elif patience and step - best_step >= patience:
+            if parametrization == "full":
+                with torch.no_grad():
+                    param.copy_(project(param))
+            break
         (grad,) = torch.autograd.grad(value, [param])
         # Projected gradient: at the constrained optimum the projected gradient vanishes, so
         # Adam (whose per-coordinate scaling would otherwise leave the span) settles there.

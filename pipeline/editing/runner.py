@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from pipeline.cases import TEST_GROUPS, EditCase, build_cases, load_cases
+from pipeline import progress
+from pipeline.cases import TEST_GROUPS, EditCase, load_cases
 from pipeline.editing import select as selection
 from pipeline.editing.build_images import BuildImages, case_items, image
 from pipeline.editing.covariance import CovarianceFactor, cached_key_statistics, weights_digest
 from pipeline.editing.delta import EditResult
-from pipeline.editing.evaluate import case_exemplars, evaluate_case
+from pipeline.editing.evaluate import case_exemplars, evaluate_case, references
 from pipeline.editing.layers import resolve_layer
 from pipeline.editing.masks import mask_transform
 from pipeline.editing.methods import (
@@ -53,7 +54,17 @@ from pipeline.editing.methods import (
     available_methods,
     create_method,
 )
-from pipeline.editing.predict import Predictor, batched
+from pipeline.editing.predict import Predictor
+from pipeline.editing.run_inputs import (
+    PLANS,
+    NoCasesError,
+    _covariance_source,
+    _image_batches,
+    case_image_ids,
+    covariance_image_ids,
+    default_layer,
+    resolve_cases,
+)
 from pipeline.editing.split import SplitModel
 from pipeline.hashing import stable_key
 from pipeline.store.edits_layout import (
@@ -65,81 +76,22 @@ from pipeline.store.edits_layout import (
     write_frame,
 )
 
-RESULTS_VERSION = "edit-results-v1"
+RESULTS_VERSION = "edit-results-v2"
+__all__ = [
+    "DEFAULT_METHODS",
+    "PLANS",
+    "NoCasesError",
+    "case_image_ids",
+    "covariance_image_ids",
+    "default_layer",
+    "load_cases",
+    "resolve_cases",
+    "run_edits",
+    "run_key",
+]
 DEFAULT_METHODS = ("rewrite", "rewrite-closed", "finetune-local", "finetune-global")
 
 logger = logging.getLogger("conceptswap.edit")
-
-
-# -- inputs ------------------------------------------------------------------------------------
-def resolve_cases(
-    build_dir: str | Path, cases: Sequence[EditCase | str] | None = None
-) -> list[EditCase]:
-    """``cases`` as :class:`EditCase` objects: ids are looked up in ``BUILD/cases/``; ``None``
-    means every case there, planned with :func:`build_cases` if the folder is empty."""
-    if cases is None:
-        found = load_cases(build_dir)
-        return found or build_cases(build_dir)
-    stored: dict[str, EditCase] | None = None
-    out = []
-    for case in cases:
-        if isinstance(case, EditCase):
-            out.append(case)
-            continue
-        if stored is None:
-            stored = {c.case_id: c for c in load_cases(build_dir)}
-        if case not in stored:
-            raise KeyError(f"no case {case!r} in {Path(build_dir) / 'cases'}")
-        out.append(stored[case])
-    return out
-
-
-def default_layer(model: nn.Module) -> str:
-    """A late dense layer to edit when none is named: the second-to-last dense convolution
-    (EfficientNet-Lite0: ``blocks.6.0.conv_pwl``, the last block's 1x1 projection, with
-    ``conv_head`` after it), else the last transformer MLP output (``blocks.<last>.mlp.fc2``),
-    else the second-to-last linear layer."""
-    convs = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv2d) and module.groups == 1
-    ]
-    if len(convs) >= 2:
-        return convs[-2]
-    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    mlp = [name for name in linears if name.endswith("mlp.fc2")]
-    if mlp:
-        return mlp[-1]
-    if len(linears) >= 2:
-        return linears[-2]
-    raise ValueError("no layer to edit found; name one")
-
-
-def covariance_image_ids(
-    data: BuildImages, covariance_images: int | Sequence[str] | None = None
-) -> list[str]:
-    """Clean images for ``C``: all of the build (``None``), the first ``n`` by id (an int), or
-    the given ids. Ids are content hashes, so "first by id" is an unbiased sample."""
-    every = sorted(str(i) for i in data.images["image_id"])
-    if covariance_images is None:
-        return every
-    if isinstance(covariance_images, int):
-        return every[: max(1, covariance_images)]
-    ids = sorted(str(i) for i in covariance_images)
-    missing = set(ids) - set(every)
-    if missing:
-        raise KeyError(f"{len(missing)} covariance images are not in the build")
-    return ids
-
-
-def _image_batches(
-    data: BuildImages,
-    preprocess: Callable[[list[np.ndarray]], torch.Tensor],
-    ids: Sequence[str],
-    batch_size: int,
-) -> Iterator[torch.Tensor]:
-    for chunk in batched(list(ids), batch_size):
-        yield preprocess([data.rgb(image(i)) for i in chunk])
 
 
 def _target_name(case: EditCase, class_names: Sequence[str]) -> str:
@@ -194,6 +146,7 @@ class _Run:
     methods: dict[str, EditingMethod]
     grids: dict[str, list[Candidate]]
     say: Callable[[str], None]
+    min_e_pre: int = 5
 
     def key(self, case: EditCase, name: str) -> str:
         return run_key(
@@ -205,17 +158,18 @@ class _Run:
             self.budget_pp,
             self.grids[name],
             self.image_set_id,
-        )
+        ) + (f"-e{self.min_e_pre}" if self.min_e_pre != 5 else "")
 
 
 def _start(
     build_dir: Path,
     classifier: Any,
     layer: str,
-    covariance_images: int | Sequence[str] | None,
+    covariance_images: int | Sequence[str] | str | Path | None,
     batch_size: int,
     feature_cache_mb: int,
     say: Callable[[str], None],
+    cases: Sequence[EditCase] = (),
 ) -> tuple[BuildImages, SplitModel | None, CovarianceFactor, str, str]:
     """The build's images, the model split at the layer, and ``C`` (cached)."""
     model = classifier.model
@@ -233,14 +187,17 @@ def _start(
         if split is not None
         else "model could not be split at the layer: full forward passes"
     )
-    ids = covariance_image_ids(data, covariance_images)
-    image_set_id = f"{len(ids)}img-{stable_key(ids, length=12)}"
+    source, ids, image_set_id, overlap = _covariance_source(data, covariance_images, cases)
+    say(
+        f"key statistics from {image_set_id}: "
+        + (f"{overlap} images shared with the cases (in-sample)" if overlap else "disjoint")
+    )
     weights_hash = weights_digest(model)
     tick = time.perf_counter()
     stats = cached_key_statistics(
         split if split is not None else model,
         layer,
-        _image_batches(data, classifier.preprocess, ids, batch_size),
+        _image_batches(source, classifier.preprocess, ids, batch_size),
         cache_dir=edits_dir(build_dir) / CACHE_DIR,
         model_id=classifier.id,
         image_set_id=image_set_id,
@@ -261,8 +218,10 @@ def run_edits(
     cases: Sequence[EditCase | str] | None = None,
     budget_pp: float = 1.0,
     device: str = "auto",
-    covariance_images: int | Sequence[str] | None = None,
+    covariance_images: int | Sequence[str] | str | Path | None = None,
     *,
+    plan: str = "auto",
+    min_e_pre: int = 5,
     classifier: Any | None = None,
     classifier_options: Mapping[str, Any] | None = None,
     grids: Mapping[str, Sequence[Candidate]] | None = None,
@@ -277,9 +236,13 @@ def run_edits(
     ``model``, ``preprocess``, ``id``, ``class_names``) is passed. ``layer``: a dense conv or
     linear layer of ``classifier.model`` (``get_submodule`` path; ``None``:
     :func:`default_layer`). ``methods``: registry names (:func:`available_methods`).
-    ``cases``: case objects or ids (default: every case of the build). ``covariance_images``:
-    see :func:`covariance_image_ids`. ``grids``: per-method candidate lists replacing the
-    methods' own ``grid``.
+    ``cases``: case objects or ids (default: every case of the build, planned by ``plan``, see
+    :func:`resolve_cases`). ``covariance_images``: another build's folder, or see
+    :func:`covariance_image_ids` (by default the build's images no case uses); the image set
+    and its overlap with the cases are recorded in every result row. ``min_e_pre``: a test
+    group with fewer errors before the edit is *unmeasurable* (``measurable`` false; the
+    comparison leaves it out of the means). ``grids``: per-method candidate lists replacing
+    the methods' own ``grid``.
     """
     say = log or logger.info
     unknown = [m for m in methods if m not in available_methods()]
@@ -293,10 +256,21 @@ def run_edits(
     classifier.model.eval()
     layer = layer or default_layer(classifier.model)
     resolve_layer(classifier.model, layer)
-    all_cases = resolve_cases(build_dir, cases)
+    all_cases = resolve_cases(build_dir, cases, plan)
+    if not all_cases:
+        raise NoCasesError(f"no edit cases selected in {build_dir}")
     say(f"{len(all_cases)} cases x {len(methods)} methods on {classifier.id} at {layer}")
+    # C avoids the images of every case of the build, not only of this batch of cases
+    known = {case.case_id: case for case in [*load_cases(build_dir), *all_cases]}
     data, split, factor, weights_hash, image_set_id = _start(
-        build_dir, classifier, layer, covariance_images, batch_size, feature_cache_mb, say
+        build_dir,
+        classifier,
+        layer,
+        covariance_images,
+        batch_size,
+        feature_cache_mb,
+        say,
+        list(known.values()),
     )
     edit_model = split if split is not None else classifier.model
     chosen = {name: create_method(name) for name in methods}
@@ -314,6 +288,7 @@ def run_edits(
         methods=chosen,
         grids={name: selection.candidates(method, grids) for name, method in chosen.items()},
         say=say,
+        min_e_pre=int(min_e_pre),
     )
 
     results_path = edits_dir(build_dir) / RESULTS_FILE
@@ -324,6 +299,7 @@ def run_edits(
         pending = [name for name in methods if keys[name] not in done]
         if not pending:
             say(f"[{number}/{len(all_cases)}] {case.case_id}: results exist, skipped")
+            progress.advance("edit", 1, len(all_cases))
             continue
         fresh = pd.DataFrame(_run_case(run, case, pending, keys))
         if not existing.empty:
@@ -332,6 +308,7 @@ def run_edits(
         write_frame(existing, results_path)
         done |= set(fresh["run_key"])
         say(f"[{number}/{len(all_cases)}] {case.case_id}: {', '.join(pending)} done")
+        progress.advance("edit", 1, len(all_cases))
     return edits_dir(build_dir)
 
 
@@ -353,6 +330,8 @@ def _run_case(
     items = case_items(case, data)
     inputs: EditInputs | None = None
     pre: dict[Any, int] | None = None
+    pre_logp: dict[Any, float] | None = None
+    refs: dict[Any, int] = {}
     rows: list[dict[str, Any]] = []
     for name in names:
         path = delta_path(run.build_dir, name, case.case_id)
@@ -360,7 +339,17 @@ def _run_case(
         reused = result is not None
         if result is None:
             if inputs is None:
-                exemplars = case_exemplars(case, data, run.classifier.preprocess, run.masks)
+                # label-free items are judged against the unedited model's clean top-1
+                selected = [*items.train, *items.validation_cf]
+                base = run.predictor.predict([items.clean[i] for i in selected])
+                refs = references(data, selected, base)
+                exemplars = case_exemplars(
+                    case,
+                    data,
+                    run.classifier.preprocess,
+                    run.masks,
+                    labels=[refs[i] for i in items.train],
+                )
                 inputs = EditInputs(exemplars, run.factor, case.case_id, run.classifier.id)
             chosen = selection.select_edit(
                 run.edit_model,
@@ -373,15 +362,19 @@ def _run_case(
                 validation_refs={item: data.reference(item) for item in items.validation},
                 budget_pp=run.budget_pp,
                 grid=run.grids[name],
+                validation_cf=items.validation_cf,
+                validation_cf_refs={i: refs[i] for i in items.validation_cf},
             )
             result = chosen.result
             result.metadata["run_key"] = keys[name]
             result.save(path)
         summary = json.loads(result.metadata.get("selection", "{}"))
         tick = time.perf_counter()
-        evaluation = evaluate_case(run.predictor, case, result, pre=pre)
+        evaluation = evaluate_case(
+            run.predictor, case, result, pre=pre, pre_logp=pre_logp, min_e_pre=run.min_e_pre
+        )
         eval_s = time.perf_counter() - tick
-        pre = evaluation.pre
+        pre, pre_logp = evaluation.pre, evaluation.pre_logp
         info = {
             "case_id": case.case_id,
             "concept": case.concept,
@@ -398,6 +391,10 @@ def _run_case(
             "budget_pp": float(run.budget_pp),
             "val_drop_pp": float(summary.get("val_drop_pp", math.nan)),
             "n_validation": len(case.validation),
+            "n_validation_cf": len(case.validation_cf),
+            "plan": str(case.params.get("plan", "classes")),
+            "label_free": bool(case.params.get("label_free", False)),
+            "covariance_set": run.image_set_id,
             "edit_s": float(summary.get("edit_s", math.nan)),
             "select_s": float(summary.get("select_s", math.nan)),
             "eval_s": eval_s,

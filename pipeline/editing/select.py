@@ -3,10 +3,14 @@
 Methods are compared at matched cost. For each method a small grid of candidate settings (the
 method class's ``grid``, see :mod:`pipeline.editing.methods`) is tried on one case; a candidate
 is *feasible* when the clean accuracy on the case's ``validation`` images drops by at most
-``budget_pp`` percentage points. Among the feasible candidates the one that fixes most train
-exemplars wins (accuracy of the edited model on the transformed exemplars, ties broken by their
-mean log-probability of the own label, then by grid order). If no candidate is feasible, the one
-with the smallest validation drop is kept and flagged ``within_budget = False``.
+``budget_pp`` percentage points. Among the feasible candidates the one that corrects most errors
+on the case's *transformed* validation images (``validation_cf``: counterfactuals of photos in
+neither the train split nor a test group) wins; ties — and cases without transformed validation
+images — are broken by the exemplars' accuracy, then toward the **stronger** edit (the larger
+``‖ΔW‖``, scale included), then by the exemplars' mean log-probability, then by grid order.
+Preferring the stronger of tied candidates means selection cannot settle on a near no-op only
+because it is harmless. If no candidate is feasible, the one with the smallest validation drop
+is kept and flagged ``within_budget = False``.
 
 Selection only ever classifies the case's exemplars and validation images: :func:`select_edit`
 is not given the test groups or the heldout images at all.
@@ -30,6 +34,7 @@ from torch import nn
 from pipeline.editing.build_images import Item
 from pipeline.editing.delta import EditResult, applied
 from pipeline.editing.methods import Candidate, EditingMethod, EditInputs
+from pipeline.editing.metrics import clipped_percent
 from pipeline.editing.predict import Predictor
 
 
@@ -50,6 +55,8 @@ class Trial:
     train_acc: float
     train_logp: float
     edit_s: float
+    val_ec: float = math.nan  # % errors corrected on the transformed validation images
+    strength: float = 0.0  # Frobenius norm of the (scaled) delta
 
     def feasible(self, budget_pp: float) -> bool:
         return not math.isnan(self.val_drop_pp) and self.val_drop_pp <= budget_pp + 1e-9
@@ -62,6 +69,8 @@ class Trial:
             "train_acc": self.train_acc,
             "train_logp": self.train_logp,
             "edit_s": self.edit_s,
+            "val_ec": self.val_ec,
+            "strength": self.strength,
         }
 
 
@@ -87,10 +96,17 @@ class Selection:
             "budget_pp": self.budget_pp,
             "val_drop_pp": self.chosen.val_drop_pp,
             "train_acc": self.chosen.train_acc,
+            "val_ec": self.chosen.val_ec,
+            "strength": self.chosen.strength,
             "select_s": self.seconds,
             "edit_s": self.chosen.edit_s,
             "trials": [t.to_dict() for t in self.trials],
         }
+
+
+def result_norm(result: EditResult) -> float:
+    """Frobenius norm of all of an edit's deltas together."""
+    return math.sqrt(sum(float(d.double().pow(2).sum()) for d in result.deltas.values()))
 
 
 def _accuracy(correct: torch.Tensor) -> float:
@@ -98,11 +114,20 @@ def _accuracy(correct: torch.Tensor) -> float:
 
 
 def choose(trials: Sequence[Trial], budget_pp: float) -> tuple[Trial, bool]:
-    """The best feasible trial (most exemplars right, then highest log-prob, then grid order),
-    or the least damaging one when none is feasible (``within_budget = False``)."""
+    """The best feasible trial (most validation errors corrected, most exemplars right, the
+    stronger edit, highest log-prob, then grid order), or the least damaging one when none is
+    feasible (``within_budget = False``)."""
     feasible = [t for t in trials if t.feasible(budget_pp)]
     if feasible:
-        best = max(feasible, key=lambda t: (_nan_low(t.train_acc), _nan_low(t.train_logp)))
+        best = max(
+            feasible,
+            key=lambda t: (
+                _nan_low(round(t.val_ec, 9)),
+                _nan_low(t.train_acc),
+                round(t.strength, 9),
+                _nan_low(t.train_logp),
+            ),
+        )
         return best, True
     best = min(
         trials,
@@ -131,6 +156,8 @@ def select_edit(
     validation_refs: Mapping[Item, int | None],
     budget_pp: float = 1.0,
     grid: Sequence[Candidate] | None = None,
+    validation_cf: Sequence[Item] = (),
+    validation_cf_refs: Mapping[Item, int] | None = None,
 ) -> Selection:
     """Try every candidate of ``method`` (``grid``, default :func:`candidates`) on ``case`` and
     return the selected edit.
@@ -139,7 +166,8 @@ def select_edit(
     are ``case.exemplars.labels``); ``validation``: clean images; ``validation_refs``: their labels
     (``None``: unlabelled, judged against the unedited model's prediction). Edits are computed
     with ``model`` (the predictor's model or a :class:`~pipeline.editing.split.SplitModel` of
-    it) and applied to ``predictor.model`` only while it classifies.
+    it) and applied to ``predictor.model`` only while it classifies. ``validation_cf``:
+    transformed validation images with their reference labels ``validation_cf_refs``.
     """
     start = time.perf_counter()
     tried = list(grid) if grid is not None else candidates(method)
@@ -157,6 +185,14 @@ def select_edit(
     )
     val_acc_pre = _accuracy(pre == refs)
     labels = case.exemplars.labels.cpu()
+    transformed = list(validation_cf)
+    cf_refs = torch.tensor([int((validation_cf_refs or {})[i]) for i in transformed])
+    cf_wrong_pre = (
+        predictor.logits(transformed).argmax(1) != cf_refs
+        if transformed
+        else torch.zeros(0, dtype=torch.bool)
+    )
+    e_pre = int(cf_wrong_pre.sum())
 
     computed: dict[str, tuple[EditResult, float]] = {}
     trials: list[Trial] = []
@@ -170,8 +206,11 @@ def select_edit(
         result, edit_s = computed[key]
         results.append(result)
         with applied(predictor.model, result, candidate.scale):
-            logits = predictor.logits([*train, *validation])
-        train_logits, val_logits = logits[: len(train)], logits[len(train) :]
+            logits = predictor.logits([*train, *validation, *transformed])
+        train_logits = logits[: len(train)]
+        val_logits = logits[len(train) : len(train) + len(validation)]
+        cf_wrong = logits[len(train) + len(validation) :].argmax(1) != cf_refs
+        val_ec = clipped_percent(e_pre, int(cf_wrong.sum())) if transformed else math.nan
         log_probs = torch.log_softmax(train_logits, dim=1)
         val_post = val_logits.argmax(1) if len(validation) else pre
         trials.append(
@@ -181,6 +220,8 @@ def select_edit(
                 train_acc=_accuracy(train_logits.argmax(1) == labels),
                 train_logp=float(log_probs.gather(1, labels[:, None]).mean()),
                 edit_s=edit_s,
+                val_ec=val_ec,
+                strength=abs(candidate.scale) * result_norm(result),
             )
         )
     best, within = choose(trials, budget_pp)

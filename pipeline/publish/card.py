@@ -2,8 +2,11 @@
 
 The YAML front matter declares each config's data files and its features in the form `datasets`
 reads back from a card (`dataset_info`), so `load_dataset` restores `Image()` and `ClassLabel`
-from the card as well as from the Parquet files. The text states the provenance (the resolved
-build config, model ids with weight hashes, textures and their licenses) and the statistics.
+from the card as well as from the Parquet / Arrow files (formats `hub` and `hf`; the plain
+Parquet and WebDataset exports get the text only). The card's code blocks run as written
+against the export they describe (a test executes them), with `location` the repo id or
+folder. The text states the provenance (the resolved build config, model ids with weight
+hashes, textures and their licenses) and the statistics.
 Nothing in it depends on the clock, so an unchanged build gives the same card.
 """
 
@@ -19,6 +22,7 @@ import yaml
 
 from pipeline.publish.licenses import image_license
 from pipeline.publish.rows import BuildView
+from pipeline.publish.schema import UNLABELLED, UNLABELLED_NAME
 from pipeline.publish.shards import ConfigExport
 from pipeline.records import Counterfactual, SourceImage
 
@@ -99,8 +103,15 @@ def _sensitivity_section(build_dir: Path) -> str:
     return "## Sensitivity summary\n\n" + intro + "\n\n".join(parts) + "\n"
 
 
+DATA_FILES = {"hub": "data/{name}/train-*", "hf": "{name}/data-*.arrow"}
+
+
 def _front_matter(
-    name: str, configs: Sequence[tuple[ConfigExport, Any]], license_id: str, rows: int
+    name: str,
+    configs: Sequence[tuple[ConfigExport, Any]],
+    license_id: str,
+    rows: int,
+    format: str,
 ) -> str:
     """The card's YAML metadata: what the Hub shows and what `load_dataset` reads back."""
     metadata: dict[str, Any] = {
@@ -115,17 +126,72 @@ def _front_matter(
         "task_categories": ["image-classification"],
         "tags": ["conceptswap", "counterfactual", "synthetic", "robustness", "model-editing"],
         "size_categories": [_size_category(rows)],
-        "configs": [
+    }
+    if format in DATA_FILES:
+        metadata["configs"] = [
             {
                 "config_name": config.name,
-                "data_files": [{"split": "train", "path": f"data/{config.name}/train-*"}],
+                "data_files": [
+                    {"split": "train", "path": DATA_FILES[format].format(name=config.name)}
+                ],
                 **({"default": True} if config.name == "counterfactuals" else {}),
             }
             for config, _ in configs
-        ],
-        "dataset_info": [_dataset_info_yaml(config, features) for config, features in configs],
-    }
+        ]
+        metadata["dataset_info"] = [_dataset_info_yaml(c, features) for c, features in configs]
     return yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def usage(format: str, location: str, inline_images: bool) -> str:
+    """The card's "Loading" section: code that runs as written against this export."""
+    if format in ("hub", "hf"):
+        inline = (
+            'row["image"].size == original.size  # the source image is inline as well\n'
+            if inline_images
+            else ""
+        )
+        disk = (
+            "from datasets import load_from_disk\n\n"
+            f'dd = load_from_disk("{location}")  # a DatasetDict, one entry per config\n'
+            'cfs = dd["counterfactuals"]\n'
+            'print(cfs.features["cf_pred"].int2str(cfs[0]["cf_pred"]), len(dd["images"]))\n'
+            if format == "hf"
+            else ""
+        )
+        code = (
+            "from datasets import load_dataset\n\n"
+            f'ds = load_dataset("{location}", "counterfactuals", split="train")\n'
+            "row = ds[0]\n"
+            'print(ds.features["label"].int2str(row["label"]))  # "unlabelled": no ImageNet label\n'
+            f'images = load_dataset("{location}", "images", split="train")  # each image once\n'
+            'index = {image_id: i for i, image_id in enumerate(images["image_id"])}\n'
+            'original = images[index[row["image_id"]]]["image"]  # joined by image_id\n'
+            + inline
+            + ("\n" + disk if disk else "")
+        )
+    elif format == "parquet":
+        code = (
+            "import io\n\nimport pyarrow.parquet as pq\nfrom PIL import Image\n\n"
+            f'cfs = pq.read_table("{location}/counterfactuals.parquet").to_pylist()\n'
+            f'images = pq.read_table("{location}/images.parquet").to_pylist()\n'
+            'by_id = {image["image_id"]: image for image in images}\n'
+            'original = Image.open(io.BytesIO(by_id[cfs[0]["image_id"]]["image"]))\n'
+            'counterfactual = Image.open(io.BytesIO(cfs[0]["counterfactual"]))\n'
+        )
+    else:
+        code = (
+            "import glob\nimport json\nimport tarfile\n\n"
+            f'shards = sorted(glob.glob("{location}/counterfactuals-*.tar"))\n'
+            "with tarfile.open(shards[0]) as tar:\n"
+            '    first = next(m for m in tar.getmembers() if m.name.endswith(".json"))\n'
+            "    meta = json.load(tar.extractfile(first))\n"
+            'print(meta["cf_id"], meta["label"], meta["concept"])\n'
+        )
+    return (
+        "```python\n" + code + "```\n\n"
+        f"Labels are ImageNet-1k class indices; index {UNLABELLED} (`{UNLABELLED_NAME}`) means "
+        "the source image has no ImageNet label (or there is no prediction).\n"
+    )
 
 
 def render_card(
@@ -133,16 +199,19 @@ def render_card(
     configs: Sequence[tuple[ConfigExport, Any]],
     license_id: str,
     images: Sequence[SourceImage],
-    repo_id: str | None,
+    location: str | None,
+    format: str = "hub",
+    inline_images: bool = False,
 ) -> str:
-    """The card's text for the written `configs` (each with its features)."""
+    """The card's text for the written `configs` (each with its features); `location`: where
+    the card's examples load the export from (a repo id, or the export folder)."""
     rows = view.counterfactuals
     build = view.store.resolved()
     resolved = build.get("resolved", {}) or {}
     name = build.get("name") or view.store.root.name
     source_licenses = Counter(image_license(i) or "unknown" for i in images)
-    front = _front_matter(name, configs, license_id, len(rows))
-    repo = repo_id or "<namespace>/<name>"
+    front = _front_matter(name, configs, license_id, len(rows), format)
+    repo = location or "<namespace>/<name>"
     kept = sum(bool(r.kept) for r in rows)
     labelled = sum(i.label is not None for i in images)
     segmenters = sorted({m.segmenter_id for m in view.masks.values()})
@@ -163,14 +232,18 @@ def render_card(
         "re-textured pixels into the mask only, then records what a classifier predicts on the "
         "clean and the counterfactual image and whether the row passes the build's filters "
         "(`kept`).\n",
-        "```python\nfrom datasets import load_dataset\n\n"
-        f'ds = load_dataset("{repo}", "counterfactuals", split="train")\n'
-        'ds.features["label"].int2str(ds[0]["label"])  # -1 means unlabelled\n```\n',
+        "## Loading\n\n" + usage(format, repo, inline_images),
         "## Columns\n\n"
-        "- `image`, `mask`, `counterfactual`: PNG images (`Image()`); `image` is the source image "
-        "at the build's working resolution, `mask` the 1-bit concept mask.\n"
-        "- `label`, `clean_pred`, `cf_pred`: ImageNet-1k `ClassLabel`s; **-1 means no label** "
-        "(the source image is unlabelled: the clean prediction is then the reference).\n"
+        "- config `counterfactuals`: `mask` and `counterfactual` PNG images (`Image()`), `mask` "
+        "the 1-bit concept mask; the source image is in config `images`, joined by `image_id`"
+        + (" (and inline, as `image`)" if inline_images else "")
+        + ".\n"
+        "- config `images`: each source image once: `image_id`, `image` (at the build's working "
+        "resolution), `label`, `uri`, `width`/`height` (original size), `license`, "
+        "`source_meta` (JSON).\n"
+        "- `label`, `clean_pred`, `cf_pred`: ImageNet-1k `ClassLabel`s with one more name: "
+        f"**{UNLABELLED} = `{UNLABELLED_NAME}`** (the source image has no ImageNet label: the "
+        "clean prediction is then the reference).\n"
         "- `concept`, `texture`, `style_image`, `blend`, `kept`; `mask_info` {mask_id, "
         "segmenter_id, score, area_frac}; `style` {style_id, sha256, license}.\n"
         "- `clean_topk`, `cf_topk`: lists of {class, prob} (`class` indexes the `label` names); "

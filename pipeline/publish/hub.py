@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import progress
 from pipeline.publish.export import ExportResult, export_build
 from pipeline.publish.shards import DEFAULT_MAX_SHARD_SIZE
 
@@ -143,14 +144,18 @@ def publish(
     *,
     out_dir: str | Path | None = None,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    inline_images: bool = False,
     commit_message: str | None = None,
     revision: str | None = None,
     endpoint: str | None = None,
 ) -> PublishResult:
     """Export `build_dir` and upload what changed to the dataset repo `repo_id`.
 
-    `dry_run=True` only writes the folder that would be uploaded and returns it in
-    `PublishResult.folder`. Raises `UnknownLicenseError` (see `export_build`) before anything is
+    `dry_run=True` only writes the folder that would be uploaded (to `out_dir`, default
+    `BUILD/publish/<repo-name>/`) and returns it in `PublishResult.folder`. `revision`: the
+    branch to commit to (created from the default branch when it does not exist yet).
+    Progress: `pipeline.progress.advance("publish", rows)` while exporting, then per file
+    uploaded. Raises `UnknownLicenseError` (see `export_build`) before anything is
     written or sent, and `PublishError` when no token is found.
     """
     _validate_repo_id(repo_id)
@@ -159,8 +164,10 @@ def publish(
         build_dir,
         folder,
         max_shard_size=max_shard_size,
+        inline_images=inline_images,
         allow_unknown_license=allow_unknown_license,
         repo_id=repo_id,
+        progress_stage="publish",
     )
     rows = {config.name: config.rows for config in export.configs}
     base = {
@@ -184,6 +191,8 @@ def publish(
         )
     api = HfApi(endpoint=endpoint, token=resolved_token)
     repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
     remote = _remote_files(api, repo_id, revision)
     local = [file_digest(export.root, relpath) for relpath in export.files]
     changed = [d for d in local if not is_unchanged(d, remote.get(d.path))]
@@ -214,6 +223,7 @@ def publish(
         repo_type="dataset",
         revision=revision,
     )
+    progress.advance("publish", len(changed))
     logger.info("published %s: %s", repo_id, commit.commit_url)
     return PublishResult(
         dry_run=False,

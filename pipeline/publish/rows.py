@@ -1,8 +1,10 @@
 """Build records -> export rows: one `counterfactuals` row per counterfactual, one `cases` row
 per edit case, in the shape the features of `pipeline.publish.schema` declare.
 
-Rows are made one at a time (a row holds the PNG bytes of three images), and each comes with a
-size estimate from the files on disk so that shards can be planned before any is read.
+Rows are made one at a time (a row holds the PNG bytes of its images), and each comes with a
+size estimate from the files on disk so that shards can be planned before any is read. The source
+image is exported once per image (`image_row`, the `images` config); a counterfactual row carries
+it only when asked to (`inline_images`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from pipeline.cases import EditCase, load_cases
-from pipeline.publish.schema import NO_LABEL
+from pipeline.publish.licenses import image_license
+from pipeline.publish.schema import UNLABELLED
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, StyleImage
 from pipeline.store.build_store import BuildStore
 
@@ -22,7 +25,7 @@ ROW_OVERHEAD_BYTES = 2048  # estimated metadata bytes per row, for shard plannin
 
 
 def _label(value: int | None) -> int:
-    return NO_LABEL if value is None else int(value)
+    return UNLABELLED if value is None else int(value)
 
 
 @dataclass
@@ -91,9 +94,10 @@ def _topk(value: list[list[float]] | None) -> list[dict[str, Any]]:
 
 
 def counterfactual_row(
-    view: BuildView, row: Counterfactual, verdict_names: list[str]
+    view: BuildView, row: Counterfactual, verdict_names: list[str], inline_images: bool = False
 ) -> dict[str, Any]:
-    """The export row of one counterfactual, with the PNG bytes of its three images."""
+    """The export row of one counterfactual, with the PNG bytes of its mask and counterfactual
+    (and of its source image when `inline_images`)."""
     image = view.images[row.image_id]
     mask = view.masks.get(row.mask_id)
     style = view.styles.get(row.style_image)
@@ -101,7 +105,7 @@ def counterfactual_row(
     return {
         "cf_id": row.cf_id,
         "image_id": row.image_id,
-        "image": _png(view.store, image.path),
+        **({"image": _png(view.store, image.path)} if inline_images else {}),
         "mask": _png(view.store, mask.path) if mask else None,
         "counterfactual": _png(view.store, row.path),
         "label": _label(row.label),
@@ -140,12 +144,31 @@ def counterfactual_row(
     }
 
 
-def counterfactual_size(view: BuildView, row: Counterfactual) -> int:
+def counterfactual_size(view: BuildView, row: Counterfactual, inline_images: bool = False) -> int:
     """Estimated bytes of a counterfactual's export row: its files on disk plus metadata."""
     image = view.images[row.image_id]
     mask = view.masks.get(row.mask_id)
-    paths = [image.path, row.path, *([mask.path] if mask else [])]
+    paths = [row.path, *([image.path] if inline_images else []), *([mask.path] if mask else [])]
     return ROW_OVERHEAD_BYTES + sum(_file_size(view.store, p) for p in paths)
+
+
+def image_row(view: BuildView, image: SourceImage) -> dict[str, Any]:
+    """The export row of one source image (the `images` config), with its PNG bytes."""
+    return {
+        "image_id": image.image_id,
+        "image": _png(view.store, image.path),
+        "label": _label(image.label),
+        "uri": image.uri,
+        "width": image.width,
+        "height": image.height,
+        "license": image_license(image),
+        "source_meta": json.dumps(image.source_meta or {}, sort_keys=True),
+    }
+
+
+def image_size(view: BuildView, image: SourceImage) -> int:
+    """Estimated bytes of a source image's export row."""
+    return ROW_OVERHEAD_BYTES + _file_size(view.store, image.path)
 
 
 def read_cases(store: BuildStore) -> list[EditCase]:

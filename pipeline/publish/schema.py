@@ -3,9 +3,10 @@
 Every plain column an export carries (ids, names, numbers, flags) takes its type from the field
 of the record it comes from (`Record.columns()`, the same declaration that gives the manifests'
 Arrow schema), so a field whose type changes changes the export with it. What only the export
-has is declared here: the `Image()` columns, the ImageNet `ClassLabel`s (where -1 means "no
-label"), and the nested values the manifests keep as JSON strings (top-k lists, filter verdicts),
-which the export decodes into lists and structs.
+has is declared here: the `Image()` columns, the ImageNet `ClassLabel`s (with one more name,
+`unlabelled`, at index `UNLABELLED` = 1000, so that `int2str` works on every row), and the
+nested values the manifests keep as JSON strings (top-k lists, filter verdicts), which the
+export decodes into lists and structs.
 
 Edit cases are JSON files, not manifest records, so the `cases` config is declared here in full.
 """
@@ -15,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.records import ConceptMask, Counterfactual, Record, StyleImage
+from pipeline.records import ConceptMask, Counterfactual, Record, SourceImage, StyleImage
 
-NO_LABEL = -1  # a `ClassLabel` value: unlabelled source image, or no prediction
+UNLABELLED = 1000  # the `ClassLabel` value of an unlabelled source image, or of no prediction
+UNLABELLED_NAME = "unlabelled"
+IMAGE_COLUMNS = ("image", "mask", "counterfactual")  # `Image()` columns (PNG bytes)
 
 
 def record_values(record_type: type[Record]) -> dict[str, Any]:
@@ -27,16 +30,27 @@ def record_values(record_type: type[Record]) -> dict[str, Any]:
     return {c.name: Value(c.dtype) for c in record_type.columns() if not c.json}
 
 
+def label_names() -> list[str]:
+    """The 1000 ImageNet class names, then `unlabelled` (index `UNLABELLED`)."""
+    from pipeline.classify.imagenet import class_names
+
+    names = class_names()
+    assert len(names) == UNLABELLED, len(names)
+    return [*names, UNLABELLED_NAME]
+
+
 def _imagenet_label() -> Any:
     from datasets import ClassLabel
 
-    from pipeline.classify.imagenet import class_names
-
-    return ClassLabel(names=class_names())
+    return ClassLabel(names=label_names())
 
 
-def counterfactual_features(verdict_names: Sequence[str]) -> Any:
-    """`datasets.Features` of the `counterfactuals` config (verdict names: the build's filters)."""
+def counterfactual_features(verdict_names: Sequence[str], inline_images: bool = False) -> Any:
+    """`datasets.Features` of the `counterfactuals` config (verdict names: the build's filters).
+
+    The source image is stored once, in the `images` config, and joined by `image_id`;
+    `inline_images` adds it to every row as the `image` column as well.
+    """
     from datasets import Features, Image, Value
 
     cf = record_values(Counterfactual)
@@ -45,11 +59,12 @@ def counterfactual_features(verdict_names: Sequence[str]) -> Any:
     label = _imagenet_label()
     topk = [{"class": Value("int64"), "prob": Value("float64")}]  # a list of structs
     verdict = {"ok": Value("bool"), "reason": Value("string")}
+    inline = {"image": Image()} if inline_images else {}
     return Features(
         {
             "cf_id": cf["cf_id"],
             "image_id": cf["image_id"],
-            "image": Image(),
+            **inline,
             "mask": Image(),
             "counterfactual": Image(),
             "label": label,
@@ -78,6 +93,25 @@ def counterfactual_features(verdict_names: Sequence[str]) -> Any:
             "clean_true_prob": cf["clean_true_prob"],
             "cf_true_prob": cf["cf_true_prob"],
             "verdicts": {name: verdict for name in verdict_names},
+        }
+    )
+
+
+def image_features() -> Any:
+    """`datasets.Features` of the `images` config: each source image once, by `image_id`."""
+    from datasets import Features, Image, Value
+
+    image = record_values(SourceImage)
+    return Features(
+        {
+            "image_id": image["image_id"],
+            "image": Image(),
+            "label": _imagenet_label(),
+            "uri": image["uri"],
+            "width": image["width"],
+            "height": image["height"],
+            "license": Value("string"),
+            "source_meta": Value("string"),  # JSON
         }
     )
 

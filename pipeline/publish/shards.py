@@ -1,4 +1,10 @@
-"""Streamed Parquet shards of one export config: `data/<config>/train-XXXXX-of-YYYYY.parquet`.
+"""Streamed shards of one export config, in one of three layouts (`LAYOUTS`):
+
+- `hub`: `data/<config>/train-XXXXX-of-YYYYY.parquet`, the Hub's layout (what `publish` uploads);
+- `arrow`: `<config>/data-XXXXX-of-YYYYY.arrow`, Arrow IPC streams in the layout of
+  `datasets.Dataset.save_to_disk` (so `load_from_disk` memory-maps them);
+- `parquet`: `<config>.parquet`, one plain Parquet file per config (images as PNG `binary`
+  columns, no `datasets` metadata), for pandas, polars or DuckDB.
 
 A shard is written one row group (at most `ROW_GROUP_ROWS` rows) at a time, so at most one row
 group of images is in memory. Shard boundaries are planned up front from each row's estimated
@@ -31,6 +37,9 @@ SIZE_UNITS = {
     "mib": 1024**2,
     "gib": 1024**3,
 }
+
+
+LAYOUTS = ("hub", "arrow", "parquet")
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,44 @@ def _parquet_writer(sink: Any, schema: pa.Schema) -> pq.ParquetWriter:
         return pq.ParquetWriter(sink, schema, **options)
 
 
+def plain_schema(features: Any, image_columns: Sequence[str]) -> pa.Schema:
+    """The Arrow schema of a plain Parquet file: `Image()` columns as PNG `binary`, and none of
+    the `datasets` metadata (ClassLabels stay integers; the names are in the card / docs)."""
+    fields = [
+        pa.field(f.name, pa.binary()) if f.name in image_columns else f
+        for f in features.arrow_schema
+    ]
+    return pa.schema(fields)
+
+
+def _plain_row(row: dict[str, Any], image_columns: Sequence[str]) -> dict[str, Any]:
+    return {k: (v["bytes"] if k in image_columns and v is not None else v) for k, v in row.items()}
+
+
+def _shard_path(layout: str, name: str, number: int, count: int) -> str:
+    if layout == "hub":
+        return f"data/{name}/train-{number:05d}-of-{count:05d}.parquet"
+    if layout == "arrow":
+        return f"{name}/data-{number:05d}-of-{count:05d}.arrow"
+    return f"{name}.parquet"
+
+
+class _ArrowStream:
+    """An Arrow IPC stream writer with the `write_table(table, row_group_size)` of Parquet's."""
+
+    def __init__(self, sink: Any, schema: pa.Schema) -> None:
+        self._writer = pa.ipc.new_stream(sink, schema)
+
+    def write_table(self, table: pa.Table, row_group_size: int | None = None) -> None:
+        self._writer.write_table(table, max_chunksize=row_group_size)
+
+    def __enter__(self) -> _ArrowStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+
 def write_config(
     root: Path,
     name: str,
@@ -100,29 +147,43 @@ def write_config(
     make_row: Callable[[int], dict[str, Any]],
     sizes: Sequence[int],
     max_shard_bytes: int,
+    layout: str = "hub",
+    on_rows: Callable[[int], None] | None = None,
 ) -> ConfigExport:
-    """Write `data/<name>/train-XXXXX-of-YYYYY.parquet` under `root` from rows made one at a
-    time (`make_row(i)` for i < count, `sizes[i]` its estimated bytes).
+    """Write the shards of config `name` under `root` in `layout` from rows made one at a time
+    (`make_row(i)` for i < count, `sizes[i]` its estimated bytes); `on_rows(n)` after each
+    row group of n rows (progress).
 
     `root` is the export's staging folder, renamed into place only once every file is complete,
     so the shards are streamed to their final names rather than written file by file atomically.
+    The `parquet` layout is one file whatever `max_shard_bytes`.
     """
-    schema = features.arrow_schema
-    shards = plan_shards(sizes, max_shard_bytes) if count else [range(0)]
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
+    images = [k for k, v in features.items() if type(v).__name__ == "Image"]
+    plain = layout == "parquet"
+    schema = plain_schema(features, images) if plain else features.arrow_schema
+    shards = [range(count)] if plain or not count else plan_shards(sizes, max_shard_bytes)
     files: list[str] = []
     num_bytes = download_size = 0
     for number, rows in enumerate(shards):
-        relpath = f"data/{name}/train-{number:05d}-of-{len(shards):05d}.parquet"
+        relpath = _shard_path(layout, name, number, len(shards))
         target = root / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as sink, _parquet_writer(sink, schema) as writer:
-            row_sizes = [sizes[i] for i in rows]
-            if not rows:
-                writer.write_table(schema.empty_table())
-            for group in _row_groups((make_row(i) for i in rows), row_sizes):
-                table = pa.Table.from_pylist(group, schema=schema)
-                num_bytes += table.nbytes
-                writer.write_table(table, row_group_size=len(group))
+        with target.open("wb") as sink:
+            opened = _ArrowStream(sink, schema) if layout == "arrow" else None
+            with opened or _parquet_writer(sink, schema) as writer:
+                row_sizes = [sizes[i] for i in rows]
+                if not rows:
+                    writer.write_table(schema.empty_table())
+                for group in _row_groups((make_row(i) for i in rows), row_sizes):
+                    if plain:
+                        group = [_plain_row(row, images) for row in group]
+                    table = pa.Table.from_pylist(group, schema=schema)
+                    num_bytes += table.nbytes
+                    writer.write_table(table, row_group_size=len(group))
+                    if on_rows is not None:
+                        on_rows(len(group))
         download_size += target.stat().st_size
         files.append(relpath)
     return ConfigExport(name, count, tuple(files), num_bytes, download_size)

@@ -1,7 +1,8 @@
 """Counterfactual sensitivity audits of classifiers, and the HTML report.
 
 `run_audit(build_dir, ["timm:tf_efficientnet_lite0", ...])` loads each classifier once, audits
-the build's counterfactuals and their area-matched controls (`sensitivity.audit`), writes the
+the build's counterfactuals and their two controls, a neutral re-rendering of the same mask and
+an area-matched random mask outside the concept (`sensitivity.audit`), writes the
 tables and figures under `BUILD/report/<classifier-slug>/` and the page `BUILD/report/index.html`
 (`html.write_report`). `summary_markdown(build_dir)` summarises the last report as a markdown
 table (a Prefect artifact). Every number is defined in `docs/audit.md`.
@@ -16,19 +17,32 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.classify import create_classifier
-from pipeline.report.controls import Placement, control_mask
+from pipeline.report.bootstrap import ClusterBootstrap
+from pipeline.report.controls import (
+    DEFAULT_NEUTRAL,
+    DEFAULT_PLACEMENT,
+    Neutral,
+    Placement,
+    control_mask,
+    neutral_fill,
+)
 from pipeline.report.formatting import format_diff, format_rate
+from pipeline.report.groups import (
+    by_class,
+    by_concept,
+    by_concept_texture,
+    by_texture,
+    flip_targets,
+    sensitivity_table,
+    summarize,
+)
 from pipeline.report.html import INDEX_JSON, write_report
 from pipeline.report.sensitivity import (
     PREDICTIONS_FILE,
     audit,
-    by_class,
-    by_concept,
     classifier_slug,
     load_predictions,
     report_root,
-    sensitivity_table,
-    summarize,
 )
 from pipeline.report.stats import Estimate, diff_proportions, mean_interval, wilson
 
@@ -39,7 +53,8 @@ def run_audit(
     seed: int = 0,
     batch_size: int = 32,
     device: str = "auto",
-    placement: Placement = "anywhere",
+    placement: Placement = DEFAULT_PLACEMENT,
+    neutral: Neutral = DEFAULT_NEUTRAL,
     kept_only: bool = False,
     embed_images: bool = False,
 ) -> Path:
@@ -55,19 +70,23 @@ def run_audit(
     predictions = []
     for name in dict.fromkeys(classifier_names):  # each model once, in the order given
         classifier = create_classifier(name, device=device, batch_size=batch_size)
-        predictions.append(audit(build_dir, classifier, seed, batch_size, placement))
+        predictions.append(audit(build_dir, classifier, seed, batch_size, placement, neutral))
     if not any(len(p) for p in predictions):
         raise ValueError(f"{build_dir}: the build has no counterfactuals to audit")
     return write_report(build_dir, predictions, kept_only=kept_only, embed_images=embed_images)
 
 
-def summary_markdown(
-    build_dir: str | Path, slugs: Sequence[str] | None = None, top_k: int = 5
-) -> str:
+def _flip_cells(row: pd.Series) -> str:
+    rates = " | ".join(format_rate(row, c) for c in ("cf_flip", "neutral_flip", "ctrl_flip"))
+    effects = " | ".join(format_diff(row, c) for c in ("sens_texture_flip", "sens_flip"))
+    return f"{rates} | {effects} |"
+
+
+def summary_markdown(build_dir: str | Path, slugs: Sequence[str] | None = None) -> str:
     """Markdown summary of the last report (or of the given classifier slugs).
 
-    One table row per model (counterfactual and control flip rates, concept sensitivity), then
-    each model's per-concept sensitivity and its top (class, concept, texture) sensitivities.
+    One table row per model (counterfactual and both controls' flip rates, texture and region
+    effects), then each model's per-(concept, texture) effects with the top flip target.
     """
     root = report_root(build_dir)
     if slugs is None:
@@ -76,8 +95,8 @@ def summary_markdown(
             raise FileNotFoundError(f"no report in {build_dir}: run run_audit first ({index})")
         slugs = json.loads(index.read_text(encoding="utf-8"))["slugs"]
     lines = [
-        "| model | n | clean acc. | cf flip rate | control flip rate | sensitivity: flip "
-        "| sensitivity: acc. drop |",
+        "| model | n | cf flip rate | neutral flip rate | random-region flip rate "
+        "| texture effect (cf − neutral) | region effect (cf − random) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     details: list[str] = []
@@ -86,42 +105,48 @@ def summary_markdown(
         predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
         overall = summarize(predictions, ()).iloc[0]
         model = str(predictions["classifier_id"].iloc[0]) if len(predictions) else slug
-        lines.append(
-            f"| `{model}` | {int(overall['n'])} | {format_rate(overall, 'clean_acc')} "
-            f"| {format_rate(overall, 'cf_flip')} | {format_rate(overall, 'ctrl_flip')} "
-            f"| {format_diff(overall, 'sens_flip')} | {format_diff(overall, 'sens_acc_drop')} |"
-        )
-        concepts = pd.read_parquet(folder / "by_concept.parquet")
-        table = pd.read_parquet(folder / "sensitivity.parquet")
-        ranking = ["sens_flip_low", "sens_flip", "n"]
-        top = table.sort_values(ranking, ascending=False, kind="stable").head(top_k)
-        details += ["", f"**{model}**: concept sensitivity (flip rate, concept − control)", ""]
-        details += ["| concept | n | cf flip rate | control flip rate | sensitivity |"]
-        details += ["|---|---:|---:|---:|---:|"]
+        lines.append(f"| `{model}` | {int(overall['n'])} | " + _flip_cells(overall))
+        pairs = pd.read_parquet(folder / "by_concept_texture.parquet")
+        targets = pd.read_parquet(folder / "flip_targets.parquet")
+        details += ["", f"**{model}** per concept × texture (flip rates; 95% image bootstrap)", ""]
         details += [
-            f"| {row['concept']} | {int(row['n'])} | {format_rate(row, 'cf_flip')} "
-            f"| {format_rate(row, 'ctrl_flip')} | {format_diff(row, 'sens_flip')} |"
-            for _, row in concepts.iterrows()
+            "| concept × texture | n | images | cf | neutral | random region "
+            "| texture effect | region effect | top flip target |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
-        details += ["", f"Top {len(top)} (class, concept, texture):", ""]
-        details += [
-            f"- {row['class_name']} · {row['concept']} · {row['texture']} (n={int(row['n'])}): "
-            f"{format_diff(row, 'sens_flip')}"
-            for _, row in top.iterrows()
-        ]
+        for _, row in pairs.iterrows():
+            top = targets[
+                (targets["concept"] == row["concept"])
+                & (targets["texture"] == row["texture"])
+                & (targets["rank"] == 1)
+            ]
+            target = (
+                f"{top['target'].iloc[0]} {100 * top['cf_share'].iloc[0]:.0f}%" if len(top) else "–"
+            )
+            details.append(
+                f"| {row['concept']} × {row['texture']} | {int(row['n'])} "
+                f"| {int(row['n_images'])} | " + _flip_cells(row) + f" {target} |"
+            )
     return "\n".join(lines + details) + "\n"
 
 
 __all__ = [
+    "DEFAULT_NEUTRAL",
+    "DEFAULT_PLACEMENT",
+    "ClusterBootstrap",
     "Estimate",
     "audit",
     "by_class",
     "by_concept",
+    "by_concept_texture",
+    "by_texture",
     "classifier_slug",
     "control_mask",
     "diff_proportions",
+    "flip_targets",
     "load_predictions",
     "mean_interval",
+    "neutral_fill",
     "run_audit",
     "sensitivity_table",
     "summarize",

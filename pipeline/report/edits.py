@@ -22,6 +22,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from pipeline.cases import CLEAN, EXEMPLARS, RESULT_GROUPS, TEST_GROUPS
+from pipeline.edit_stats import parse_bits, pooled_errors_corrected
 from pipeline.report.stats import mean_interval
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
 from pipeline.store.edits_layout import (
@@ -40,6 +41,7 @@ COMPARED = {
     "errors_corrected": "errors corrected (%)",
     "gr": "GR (%)",
     "changed": "top-1 changed (%)",
+    "dlogp": "Δ log p(reference)",
 }
 CASE_LEVEL = {
     "clean_drop_pp": "clean drop (pp)",
@@ -67,6 +69,13 @@ def compare(results: pd.DataFrame) -> pd.DataFrame:
     """
     if results.empty:
         return pd.DataFrame()
+    results = results.copy()
+    for column in COMPARED:
+        if column not in results:
+            results[column] = math.nan
+    if "measurable" in results:  # unmeasurable cases (E_pre below the minimum) are not averaged
+        measurable = results["measurable"].fillna(False).astype(bool)
+        results.loc[~measurable, "errors_corrected"] = math.nan
     rows = []
     keys = ["model_id", "layer", "method", "group"]
     for key, part in results.groupby(keys, sort=False):
@@ -78,6 +87,7 @@ def compare(results: pd.DataFrame) -> pd.DataFrame:
             row[f"{column}_n"] = n
         row["e_pre"] = int(part["e_pre"].sum())
         row["e_post"] = int(part["e_post"].sum())
+        row.update(_pooled(part))
         row["n_images"] = int(part["n"].sum())
         row["within_budget"] = int(part["within_budget"].astype(bool).sum())
         rows.append(row)
@@ -87,6 +97,32 @@ def compare(results: pd.DataFrame) -> pd.DataFrame:
     frame["_m"] = frame["method"].map(methods.index)
     frame["_g"] = frame["group"].map(lambda g: order.get(g, len(order)))
     return frame.sort_values(["model_id", "layer", "_m", "_g"]).drop(columns=["_m", "_g"])
+
+
+def _pooled(part: pd.DataFrame) -> dict[str, Any]:
+    """Errors corrected pooled over every image of the cases, with a bootstrap interval over
+    images; ``unmeasurable``: cases whose E_pre is below the run's minimum."""
+    pre, post = [], []
+    for text in part.get("err_bits", []):
+        a, b = parse_bits(text)
+        pre.append(a)
+        post.append(b)
+    flags_pre = np.concatenate(pre) if pre else np.zeros(0, bool)
+    flags_post = np.concatenate(post) if post else np.zeros(0, bool)
+    value, low, high = pooled_errors_corrected(flags_pre, flags_post)
+    if not len(flags_pre):  # results without per-image flags: the pooled counts only
+        e_pre, e_post = float(part["e_pre"].sum()), float(part["e_post"].sum())
+        value = max(-100.0, 100.0 * (e_pre - e_post) / e_pre) if e_pre else math.nan
+    unmeasurable = 0
+    if "measurable" in part:
+        unmeasurable = int((~part["measurable"].fillna(False).astype(bool)).sum())
+    return {
+        "ec_pooled": value,
+        "ec_pooled_low": low,
+        "ec_pooled_high": high,
+        "n_pooled": len(flags_pre),
+        "unmeasurable": unmeasurable,
+    }
 
 
 def _fmt(mean: float, low: float, high: float, digits: int = 1) -> str:
@@ -116,6 +152,28 @@ def comparison_tables(comparison: pd.DataFrame) -> list[tuple[str, list[str], li
             rows.append(cells)
         tables.append(
             (f"{model_id} @ {layer}: errors corrected (%), mean [95% CI] over cases", header, rows)
+        )
+        pooled = []
+        for method in methods:
+            cells = [method]
+            for group in header[1:]:
+                found = part[(part["method"] == method) & (part["group"] == group)]
+                if not len(found):
+                    cells.append("–")
+                    continue
+                row = found.iloc[0]
+                cells.append(
+                    f"{_fmt(row['ec_pooled'], row['ec_pooled_low'], row['ec_pooled_high'])} "
+                    f"({row['e_pre']}→{row['e_post']}, n={row['n_pooled']})"
+                )
+            pooled.append(cells)
+        tables.append(
+            (
+                f"{model_id} @ {layer}: errors corrected (%), pooled over images [95% bootstrap "
+                "CI] (E_pre→E_post, n)",
+                header,
+                pooled,
+            )
         )
         header2 = [
             "method",
@@ -160,10 +218,12 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
         out += ["| " + " | ".join(row) + " |" for row in rows]
         out.append("")
     out.append(
-        "Errors corrected: 100·(E_pre − E_post)/E_pre per case, E = misclassified "
-        "counterfactuals whose clean image the unedited model classifies correctly; NaN cases "
-        "(E_pre = 0) are left out of the mean. Clean drop: accuracy on the case's heldout clean "
-        "images before minus after. Intervals: Student t over cases."
+        "Errors corrected: 100·(E_pre − E_post)/E_pre, clipped at −100 %, E = misclassified "
+        "counterfactuals whose clean image the unedited model classifies correctly (label-free: "
+        "whose top-1 differs from their clean image's); cases below the minimum E_pre are "
+        "unmeasurable and left out of the mean. Pooled: over every image of the cases, bootstrap "
+        "interval over images. Clean drop: accuracy on the case's heldout clean images before "
+        "minus after. Intervals over cases: Student t."
     )
     return "\n".join(out) + "\n"
 

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pipeline.report.controls import control_mask
+from pipeline.report.controls import control_mask, neutral_fill
 from pipeline.report.sensitivity import build_feather
 from pipeline.store import BuildStore
 from pipeline.store.atomic import atomic_write_bytes
@@ -167,7 +167,8 @@ def example_grid(
     cf_ids: Sequence[str],
     path: str | Path,
 ) -> Path:
-    """One row per counterfactual: original, concept mask, counterfactual, control mask, control.
+    """One row per counterfactual: original, concept mask, counterfactual, neutral control,
+    random-region control mask, random-region control.
 
     Titles give each image's top-1 prediction and probability, green when it matches the clean
     prediction and red when it differs; the row label names the reference class and the edit.
@@ -177,8 +178,8 @@ def example_grid(
         return _empty(path, "no counterfactuals to show")
     store = BuildStore(build_dir)
     feather = build_feather(store)
-    figure = Figure(figsize=(11, 2.45 * len(rows)))
-    axes = figure.subplots(len(rows), 5, squeeze=False)
+    figure = Figure(figsize=(13, 2.45 * len(rows)))
+    axes = figure.subplots(len(rows), 6, squeeze=False)
     for line, (cf_id, row) in zip(axes, rows.iterrows(), strict=True):
         image = store.load_image(row["image_path"])
         concept = store.load_mask(row["mask_path"])
@@ -191,6 +192,8 @@ def example_grid(
             else composite(image, stylized, concept, float(row["blend"]), feather)
         )
         clean = row["clean_pred"]
+        fill = neutral_fill(image, concept, row["neutral"])
+        neutral = composite(image, fill, concept, float(row["blend"]), feather)
 
         def caption(prefix: str, which: str, row: pd.Series = row) -> str:
             return f"{prefix}: {_short(row[f'{which}_pred_name'])} {row[f'{which}_pred_prob']:.2f}"
@@ -198,8 +201,9 @@ def example_grid(
         _titled(line[0], image, caption("clean", "clean"), None)
         _titled(line[1], _overlay(image, concept), f"concept: {row['concept']}", None)
         _titled(line[2], counterfactual, caption("cf", "cf"), row["cf_pred"] == clean)
-        _titled(line[3], _overlay(image, control), f"control mask ({row['area_frac']:.0%})", None)
-        _titled(line[4], controlled, caption("control", "ctrl"), row["ctrl_pred"] == clean)
+        _titled(line[3], neutral, caption("neutral", "neutral"), row["neutral_pred"] == clean)
+        _titled(line[4], _overlay(image, control), f"random mask ({row['area_frac']:.0%})", None)
+        _titled(line[5], controlled, caption("random", "ctrl"), row["ctrl_pred"] == clean)
         line[0].set_ylabel(
             f"{_short(row['reference_name'], 18)}\n{row['style_image']}\n{str(cf_id)[:8]}",
             fontsize=7.5,

@@ -40,14 +40,25 @@ def format_diff(row: pd.Series | dict[str, Any], name: str, points: bool = True)
 STAT_COLUMNS: list[tuple[str, str, str]] = [  # (header, column, kind) of the report's tables
     ("clean acc.", "clean_acc", "rate"),
     ("cf acc.", "cf_acc", "rate"),
-    ("control acc.", "ctrl_acc", "rate"),
+    ("neutral acc.", "neutral_acc", "rate"),
+    ("random-region acc.", "ctrl_acc", "rate"),
     ("cf flip rate", "cf_flip", "rate"),
-    ("control flip rate", "ctrl_flip", "rate"),
+    ("neutral flip rate", "neutral_flip", "rate"),
+    ("random-region flip rate", "ctrl_flip", "rate"),
     ("Δ p(ref) cf", "cf_dprob", "prob"),
-    ("Δ p(ref) control", "ctrl_dprob", "prob"),
-    ("sensitivity: flip", "sens_flip", "points"),
-    ("sensitivity: acc. drop", "sens_acc_drop", "points"),
-    ("sensitivity: p(ref) drop", "sens_prob_drop", "prob"),
+    ("texture effect: flip (cf − neutral)", "sens_texture_flip", "points"),
+    ("region effect: flip (cf − random)", "sens_flip", "points"),
+    ("texture effect: acc. drop", "sens_texture_acc_drop", "points"),
+    ("region effect: acc. drop", "sens_acc_drop", "points"),
+    ("texture effect: p(ref) drop", "sens_texture_prob_drop", "prob"),
+    ("region effect: p(ref) drop", "sens_prob_drop", "prob"),
+]
+CONTROL_COLUMNS: list[tuple[str, str, str]] = [  # the compact tables: flips and both controls
+    ("cf flip rate", "cf_flip", "rate"),
+    ("neutral flip rate", "neutral_flip", "rate"),
+    ("random-region flip rate", "ctrl_flip", "rate"),
+    ("texture effect (cf − neutral)", "sens_texture_flip", "points"),
+    ("region effect (cf − random)", "sens_flip", "points"),
 ]
 
 

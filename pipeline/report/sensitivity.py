@@ -1,12 +1,14 @@
 """Counterfactual sensitivity of a classifier: predictions on every counterfactual and its control.
 
 `audit` classifies, for each counterfactual row of a build, the clean image, the counterfactual
-(its PNG) and an area-matched random-mask control rendered on the fly with the same stylized
-image (`pipeline.report.controls`). Predictions are cached per (build, classifier id) in
-`BUILD/report/<slug>/predictions.parquet`; a second audit with the same model (and seed)
+(its PNG) and its two controls rendered on the fly (`pipeline.report.controls`): the same mask
+re-rendered neutrally (the concept's own pixels, texture-free) and an area-matched random mask
+outside the concept with the same stylized image. Predictions are cached per (build, classifier
+id) in `BUILD/report/<slug>/predictions.parquet`; a second audit with the same model (and seed)
 classifies only counterfactuals it has not seen.
 
-`summarize` turns predictions into per-group statistics; `docs/audit.md` defines every column.
+`pipeline.report.groups.summarize` turns predictions into per-group statistics (re-exported
+here); `docs/audit.md` defines every column.
 The reference class of a row is its label, or the clean prediction when the image is unlabelled
 (label-free mode: accuracy columns are NaN, flip rates and probability changes remain).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +29,44 @@ import pyarrow.parquet as pq
 
 from pipeline import progress
 from pipeline.classify import Classifier
-from pipeline.report.controls import Placement, control_mask, overlap_fraction
-from pipeline.report.stats import Estimate, diff_proportions, mean_interval, wilson
+from pipeline.report.controls import (
+    DEFAULT_NEUTRAL,
+    DEFAULT_PLACEMENT,
+    Neutral,
+    Placement,
+    control_mask,
+    neutral_fill,
+    overlap_fraction,
+)
+from pipeline.report.groups import (  # noqa: F401  (re-exported: the statistics of an audit)
+    GROUP_KEYS,
+    by_class,
+    by_concept,
+    by_concept_texture,
+    by_texture,
+    flip_targets,
+    group_stats,
+    outcomes,
+    sensitivity_table,
+    summarize,
+)
 from pipeline.store import BuildStore
 from pipeline.store.manifest import write_table
 from pipeline.transform import composite
 
-PREDICTIONS_VERSION = "audit-v1"
+PREDICTIONS_VERSION = "audit-v2"  # v2: the neutral control, clustered statistics
 PREDICTIONS_FILE = "predictions.parquet"
 _META_KEY = b"conceptswap.audit"
-GROUP_KEYS = ("class", "concept", "texture")
 
 PREDICTION_COLUMNS = [
     "cf_id", "image_id", "mask_id", "stylized_id", "concept", "texture", "style_image", "blend",
     "area_frac", "kept", "label", "reference", "reference_name",
     "clean_pred", "clean_pred_name", "clean_pred_prob", "clean_ref_prob",
     "cf_pred", "cf_pred_name", "cf_pred_prob", "cf_ref_prob",
+    "neutral_pred", "neutral_pred_name", "neutral_pred_prob", "neutral_ref_prob",
     "ctrl_pred", "ctrl_pred_name", "ctrl_pred_prob", "ctrl_ref_prob", "control_overlap",
     "image_path", "mask_path", "stylized_path", "cf_path", "classifier_id", "seed", "placement",
+    "neutral",
 ]  # fmt: skip
 
 
@@ -153,42 +175,57 @@ def _predict_rows(
     meta: dict[str, Any],
     batch_size: int,
 ) -> pd.DataFrame:
-    """Classify the clean image, counterfactual and control of each row of `todo`, streamed.
+    """Classify the clean image, counterfactual and both controls of each row of `todo`.
 
-    Rows come sorted by image and mask, so each image and each control mask is made once.
+    Rows come sorted by image and mask, so each image and each control mask is made once. The
+    neutral control does not depend on the texture, so it is classified once per (mask, blend)
+    and shared by every style image of that mask.
     """
     names = list(classifier.class_names)
     seed, placement, feather = meta["seed"], meta["placement"], meta["feather"]
+    neutral = meta["neutral"]
     clean = _clean_predictions(store, todo, classifier, batch_size)
     fresh: list[dict[str, Any]] = []
     current_image: str | None = None
     image = np.zeros((0, 0, 3), np.uint8)
-    controls: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    controls: dict[str, tuple[np.ndarray, np.ndarray, float, np.ndarray]] = {}
+    neutral_probs: dict[tuple[str, float], np.ndarray] = {}
     progress.advance("audit", 0, len(todo))
     for batch in _batches(todo, batch_size):
         cf_pixels, ctrl_pixels, overlaps = [], [], []
+        neutral_pixels, neutral_keys = [], []
         for row in batch.itertuples(index=False):
             if row.image_id != current_image:
                 current_image, image, controls = row.image_id, store.load_image(row.image_path), {}
             if row.mask_id not in controls:
                 concept = store.load_mask(row.mask_path)
                 control = control_mask(concept, seed, row.mask_id, placement)
-                controls[row.mask_id] = (concept, control, overlap_fraction(concept, control))
-            concept, control, overlap = controls[row.mask_id]
+                overlap = overlap_fraction(concept, control)
+                fill = neutral_fill(image, concept, neutral)
+                controls[row.mask_id] = (concept, control, overlap, fill)
+            concept, control, overlap, fill = controls[row.mask_id]
             stylized = store.load_image(row.stylized_path)
             if store.exists(row.cf_path):
                 cf_pixels.append(store.load_image(row.cf_path))
             else:  # a missing file is re-rendered exactly as the build renders it
                 cf_pixels.append(composite(image, stylized, concept, row.blend, feather))
+            key = (row.mask_id, float(row.blend))
+            if key not in neutral_probs and key not in neutral_keys:
+                neutral_keys.append(key)
+                neutral_pixels.append(composite(image, fill, concept, row.blend, feather))
             ctrl_pixels.append(composite(image, stylized, control, row.blend, feather))
             overlaps.append(overlap)
-        probs = classifier.predict_proba(cf_pixels + ctrl_pixels)
-        cf_probs, ctrl_probs = probs[: len(batch)], probs[len(batch) :]
+        probs = classifier.predict_proba(cf_pixels + ctrl_pixels + neutral_pixels)
+        size = len(batch)
+        cf_probs, ctrl_probs = probs[:size], probs[size : 2 * size]
+        neutral_probs.update(zip(neutral_keys, probs[2 * size :], strict=True))
         for row, cf_row, ctrl_row, overlap in zip(
             batch.itertuples(index=False), cf_probs, ctrl_probs, overlaps, strict=True
         ):
             clean_pred, clean_prob, reference, clean_ref = clean[row.image_id]
+            neutral_row = neutral_probs[(row.mask_id, float(row.blend))]
             cf_pred, ctrl_pred = int(np.argmax(cf_row)), int(np.argmax(ctrl_row))
+            neutral_pred = int(np.argmax(neutral_row))
             fresh.append(
                 {
                     "cf_id": row.cf_id,
@@ -212,6 +249,10 @@ def _predict_rows(
                     "cf_pred_name": names[cf_pred],
                     "cf_pred_prob": float(cf_row[cf_pred]),
                     "cf_ref_prob": float(cf_row[reference]),
+                    "neutral_pred": neutral_pred,
+                    "neutral_pred_name": names[neutral_pred],
+                    "neutral_pred_prob": float(neutral_row[neutral_pred]),
+                    "neutral_ref_prob": float(neutral_row[reference]),
                     "ctrl_pred": ctrl_pred,
                     "ctrl_pred_name": names[ctrl_pred],
                     "ctrl_pred_prob": float(ctrl_row[ctrl_pred]),
@@ -224,8 +265,11 @@ def _predict_rows(
                     "classifier_id": classifier.id,
                     "seed": seed,
                     "placement": placement,
+                    "neutral": neutral,
                 }
             )
+        # keep the neutral predictions of the current image's masks only (rows are sorted)
+        neutral_probs = {k: v for k, v in neutral_probs.items() if k[0] in controls}
         progress.advance("audit", len(batch))
     return pd.DataFrame(fresh, columns=PREDICTION_COLUMNS)
 
@@ -249,13 +293,15 @@ def audit(
     classifier: Classifier,
     seed: int = 0,
     batch_size: int = 32,
-    placement: Placement = "anywhere",
+    placement: Placement = DEFAULT_PLACEMENT,
+    neutral: Neutral = DEFAULT_NEUTRAL,
 ) -> pd.DataFrame:
-    """Predictions of `classifier` on every counterfactual of a build and on its control.
+    """Predictions of `classifier` on every counterfactual of a build and on its two controls.
 
     One row per counterfactual (sorted by `cf_id`; columns `PREDICTION_COLUMNS`). Images are
     streamed `batch_size` counterfactuals (plus their controls) at a time. Rows already in the
-    cache for the same classifier id, seed, placement and feathering are not classified again.
+    cache for the same classifier id, seed, placement, neutral kind and feathering are not
+    classified again.
     """
     store = BuildStore(build_dir)
     rows = counterfactual_rows(store)
@@ -266,6 +312,7 @@ def audit(
         "classifier_id": classifier.id,
         "seed": seed,
         "placement": placement,
+        "neutral": neutral,
         "feather": build_feather(store),
     }
     cache_path = model_dir(store.root, classifier.id) / PREDICTIONS_FILE
@@ -282,94 +329,3 @@ def audit(
     result = result.sort_values("cf_id", kind="stable").reset_index(drop=True)
     _write_cache(cache_path, result, meta)
     return result
-
-
-# -- statistics --------------------------------------------------------------------------------
-def outcomes(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per-row outcomes: correctness against the label, flips against the clean prediction.
-
-    `*_correct` are NaN for unlabelled rows; `*_flip` is the prediction differing from the clean
-    prediction; `*_dprob` is the reference-class probability change from the clean image.
-    """
-    frame = predictions.copy()
-    labelled = frame["label"].notna()
-    label = frame["label"].astype("Float64")
-    frame["labelled"] = labelled
-    frame["class"] = frame["reference"].astype(int)
-    frame["class_name"] = frame["reference_name"]
-    for prefix in ("clean", "cf", "ctrl"):
-        correct = (frame[f"{prefix}_pred"].astype("Float64") == label).astype("Float64")
-        frame[f"{prefix}_correct"] = correct.where(labelled).astype(float)
-    for prefix in ("cf", "ctrl"):
-        frame[f"{prefix}_flip"] = frame[f"{prefix}_pred"] != frame["clean_pred"]
-        frame[f"{prefix}_dprob"] = frame[f"{prefix}_ref_prob"] - frame["clean_ref_prob"]
-    return frame
-
-
-def _put(out: dict[str, Any], name: str, estimate: Estimate) -> None:
-    out[name], out[f"{name}_low"], out[f"{name}_high"] = estimate
-
-
-def group_stats(group: pd.DataFrame) -> dict[str, Any]:
-    """All statistics of one group of rows from `outcomes` (see docs/audit.md)."""
-    n = len(group)
-    labelled = group[group["labelled"]]
-    n_lab = len(labelled)
-    correct = {p: int(labelled[f"{p}_correct"].sum()) for p in ("clean", "cf", "ctrl")}
-    flips = {p: int(group[f"{p}_flip"].sum()) for p in ("cf", "ctrl")}
-    out: dict[str, Any] = {"n": n, "n_labelled": n_lab, "n_images": group["image_id"].nunique()}
-    for prefix in ("clean", "cf", "ctrl"):
-        _put(out, f"{prefix}_acc", wilson(correct[prefix], n_lab))
-    for prefix in ("cf", "ctrl"):
-        drop = diff_proportions(correct["clean"], n_lab, correct[prefix], n_lab)
-        _put(out, f"{prefix}_acc_drop", drop)
-        _put(out, f"{prefix}_flip", wilson(flips[prefix], n))
-        _put(out, f"{prefix}_dprob", mean_interval(group[f"{prefix}_dprob"].to_numpy(float)))
-    # concept sensitivity = concept - control; positive: the concept's region matters more
-    _put(out, "sens_flip", diff_proportions(flips["cf"], n, flips["ctrl"], n))
-    _put(out, "sens_acc_drop", diff_proportions(correct["ctrl"], n_lab, correct["cf"], n_lab))
-    prob_drop = group["ctrl_ref_prob"].to_numpy(float) - group["cf_ref_prob"].to_numpy(float)
-    _put(out, "sens_prob_drop", mean_interval(prob_drop))
-    out["area_frac"] = float(group["area_frac"].mean()) if n else math.nan
-    out["control_overlap"] = float(group["control_overlap"].mean()) if n else math.nan
-    return out
-
-
-def summarize(
-    predictions: pd.DataFrame, by: Sequence[str] = GROUP_KEYS, kept_only: bool = False
-) -> pd.DataFrame:
-    """One row of statistics per group of `by` (any of class, concept, texture, style_image...).
-
-    `by=()` pools every row into one. `kept_only` restricts to counterfactuals the build kept.
-    Rows are sorted by the group keys; a `class` group also carries `class_name`.
-    """
-    frame = outcomes(predictions)
-    if kept_only:
-        frame = frame[frame["kept"].astype(bool)]
-    keys = list(by)
-    records = []
-    if keys:
-        for values, group in frame.groupby(keys, sort=True, dropna=False):
-            values = values if isinstance(values, tuple) else (values,)
-            record = dict(zip(keys, values, strict=True))
-            if "class" in keys:
-                record["class_name"] = group["class_name"].iloc[0]
-            records.append({**record, **group_stats(group)})
-    else:
-        records.append(group_stats(frame))
-    return pd.DataFrame(records)
-
-
-def sensitivity_table(predictions: pd.DataFrame, kept_only: bool = False) -> pd.DataFrame:
-    """Statistics per (class, concept, texture): the sensitivity table of the audit report."""
-    return summarize(predictions, GROUP_KEYS, kept_only)
-
-
-def by_concept(predictions: pd.DataFrame, kept_only: bool = False) -> pd.DataFrame:
-    """Statistics per concept, pooled over classes and textures."""
-    return summarize(predictions, ("concept",), kept_only)
-
-
-def by_class(predictions: pd.DataFrame, kept_only: bool = False) -> pd.DataFrame:
-    """Statistics per reference class, pooled over concepts and textures."""
-    return summarize(predictions, ("class",), kept_only)

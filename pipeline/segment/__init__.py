@@ -38,6 +38,20 @@ def _annotations(**options: Any) -> Segmenter:
     return AnnotationsSegmenter(**options)
 
 
+@segmenters.register("transformers-panoptic", settings=("batch_size",))
+def _transformers_panoptic(**options: Any) -> Segmenter:
+    from pipeline.segment.transformers_backend import TransformersPanopticSegmenter
+
+    return TransformersPanopticSegmenter(**options)
+
+
+@segmenters.register("clipseg", settings=("batch_size",))
+def _clipseg(**options: Any) -> Segmenter:
+    from pipeline.segment.transformers_backend import CLIPSegSegmenter
+
+    return CLIPSegSegmenter(**options)
+
+
 def create_segmenter(backend: str, **options: Any) -> Segmenter:
     return segmenters.create(backend, **options)
 

@@ -7,7 +7,8 @@ Two mechanisms, chosen per concept (see docs/segment_cam.md for measurements and
   used to initialise OpenCV GrabCut (sure foreground at the CAM peak, sure background where the
   CAM is near zero), then cleaned (components touching the peak, holes filled). `background` is
   exactly the complement of the `object` mask. At 7-10 cells across, a CAM localises objects,
-  not parts.
+  not parts. `object_method="layercam"` uses LayerCAM of blocks 3-6 at two sizes instead
+  (layercam.py; measured in docs/segment_cam.md), keeping every GrabCut component.
 * part / thing concepts (`wheel`, `helmet`, ... see `cam_concepts.py`): square windows of
   `windows` pixels slide over the image resized to `work_size` (longer side), with a stride of
   `stride_frac` × window; every crop is cut from the full-resolution image, resized to
@@ -47,6 +48,7 @@ from pipeline.segment.cam_concepts import (
     concept_class_indices,
     supported_concepts,
 )
+from pipeline.segment.layercam import layercam_map
 from pipeline.segment.refine import (
     fill_holes,
     grabcut_from_cam,
@@ -63,6 +65,18 @@ VERSION = "v1"
 CAM_FG = 0.25  # probable foreground at or above this
 CAM_SURE_FG = 0.6  # sure foreground (the peak region) at or above this
 CAM_SURE_BG = 0.05  # sure background below this
+
+# LayerCAM (`object_method: layercam`, see layercam.py): settings tuned on the even half of the
+# sorted COCO panoptic sample with tf_efficientnet_lite2 (benchmarks/mask_quality.py)
+LAYERCAM_VERSION = "v1"
+LAYERCAM_SIZES = (320, 448)
+LAYERCAM_BLOCKS = (3, 4, 5, 6)
+OBJECT_METHODS = ("gradcam", "layercam")
+# (probable fg, sure fg, sure bg) seeding GrabCut, per method
+OBJECT_THRESHOLDS = {
+    "gradcam": (CAM_FG, CAM_SURE_FG, CAM_SURE_BG),
+    "layercam": (0.3, 0.6, 0.1),
+}
 
 Box = tuple[int, int, int, int]  # x, y, width, height on the working image
 
@@ -100,6 +114,10 @@ class CamSegmenter:
         aggregate: str = "mean",
         superpixels: int = 200,
         grabcut_iters: int = 5,
+        object_method: str = "gradcam",
+        layercam_sizes: Sequence[int] = LAYERCAM_SIZES,
+        layercam_blocks: Sequence[int] = LAYERCAM_BLOCKS,
+        layercam_top_k: int = 5,
     ) -> None:
         concepts = tuple(dict.fromkeys(concepts))
         unknown = [c for c in concepts if c not in supported_concepts()]
@@ -123,6 +141,18 @@ class CamSegmenter:
             raise ValueError("cam segmenter: work_size ≥ 32, crop_size ≥ 32")
         if classifier is None:
             raise ValueError("cam segmenter: needs a loaded classifier (`classifier=`)")
+        if object_method not in OBJECT_METHODS:
+            raise ValueError(
+                f"cam segmenter: object_method must be one of {', '.join(OBJECT_METHODS)}, "
+                f"got {object_method!r}"
+            )
+        if not layercam_sizes or min(layercam_sizes) < 32 or layercam_top_k < 1:
+            raise ValueError("cam segmenter: layercam_sizes ≥ 32 px and layercam_top_k ≥ 1")
+        self.object_method = object_method
+        self.layercam_sizes = tuple(int(v) for v in layercam_sizes)
+        self.layercam_blocks = tuple(int(v) for v in layercam_blocks)
+        self.layercam_top_k = int(layercam_top_k)
+        self._thresholds = OBJECT_THRESHOLDS[object_method]
         self.classifier = classifier
         self.concepts: tuple[str, ...] = concepts
         self.batch_size = int(getattr(classifier, "batch_size", 32))
@@ -146,7 +176,21 @@ class CamSegmenter:
         self.id = (
             f"cam@{VERSION}({classifier.id},work={self.work_size},win={wins},"
             f"stride={self.stride_frac:g},crop={self.crop_size},agg={aggregate},"
-            f"thr={self.threshold:g},sp={self.superpixels},gc={self.grabcut_iters})"
+            f"thr={self.threshold:g},sp={self.superpixels},gc={self.grabcut_iters}"
+            + self._layercam_id()
+            + ")"
+        )
+
+    def _layercam_id(self) -> str:
+        """The LayerCAM settings (empty for Grad-CAM, so the old ids, and caches, stay)."""
+        if self.object_method != "layercam":
+            return ""
+        sizes = "-".join(map(str, self.layercam_sizes))
+        blocks = "-".join(map(str, self.layercam_blocks))
+        fg, sure_fg, sure_bg = self._thresholds
+        return (
+            f",obj=layercam@{LAYERCAM_VERSION}(sizes={sizes},blocks={blocks},"
+            f"top={self.layercam_top_k},seed={fg:g}/{sure_fg:g}/{sure_bg:g})"
         )
 
     # ------------------------------------------------------------------ public API
@@ -161,7 +205,10 @@ class CamSegmenter:
         found: list[dict[str, ConceptDetection]] = [{} for _ in rgb]
 
         if OBJECT in self.concepts or BACKGROUND in self.concepts:
-            cams = self._cams([work for work, _ in works], labels)
+            if self.object_method == "layercam":
+                cams = self._layercams(rgb, [work for work, _ in works], labels)
+            else:
+                cams = self._cams([work for work, _ in works], labels)
             for i, (image, (work, _), cam) in enumerate(zip(rgb, works, cams, strict=True)):
                 found[i].update(self._object_background(image.shape[:2], work, *cam))
 
@@ -227,6 +274,32 @@ class CamSegmenter:
                 out.append((cam, cls, float(probs[cls])))
         return out
 
+    def _layercams(
+        self,
+        images: Sequence[np.ndarray],
+        works: Sequence[np.ndarray],
+        labels: Sequence[int | None],
+    ) -> list[tuple[np.ndarray, int, float]]:
+        """Per image: (LayerCAM of blocks × sizes on the working grid, class, p(class))."""
+        num_classes = len(self.classifier.class_names)
+        out = []
+        for image, work, label in zip(images, works, labels, strict=True):
+            if label is not None and not 0 <= int(label) < num_classes:
+                raise ValueError(f"label {label} outside the classifier's {num_classes} classes")
+            out.append(
+                layercam_map(
+                    self.classifier.model,
+                    self._normalise,
+                    image,
+                    self.layercam_sizes,
+                    self.layercam_blocks,
+                    self.layercam_top_k,
+                    None if label is None else int(label),
+                    work.shape[:2],
+                )
+            )
+        return out
+
     def _object_background(
         self,
         full_shape: tuple[int, int],
@@ -237,11 +310,13 @@ class CamSegmenter:
     ) -> dict[str, ConceptDetection]:
         if not cam.any():
             return {}
-        cam_mask = cam >= CAM_FG
-        refined = grabcut_from_cam(
-            work, cam, CAM_FG, CAM_SURE_FG, CAM_SURE_BG, iterations=self.grabcut_iters
-        )
-        refined = fill_holes(keep_seeded_components(refined, cam >= CAM_SURE_FG))
+        fg, sure_fg, sure_bg = self._thresholds
+        cam_mask = cam >= fg
+        refined = grabcut_from_cam(work, cam, fg, sure_fg, sure_bg, iterations=self.grabcut_iters)
+        if self.object_method == "gradcam":
+            refined = keep_seeded_components(refined, cam >= sure_fg)
+        # LayerCAM maps cover several things: every component is kept
+        refined = fill_holes(refined)
         union = np.logical_or(refined, cam_mask).sum()
         agreement = float(np.logical_and(refined, cam_mask).sum() / union) if union else 0.0
         score = float(np.clip(prob * agreement, 0.0, 1.0))

@@ -63,3 +63,23 @@ def concept_class_indices(concept: str) -> tuple[int, ...]:
     from pipeline.classify.imagenet import class_index
 
     return tuple(class_index(name) for name in CAM_CONCEPT_CLASSES[concept])
+
+
+# The default mask model of the `cam` segmenter is never the audited classifier: Grad-CAM of
+# the audited model marks where that model already looks, which makes the audit circular.
+MASK_CLASSIFIER = "timm:tf_efficientnet_lite0"
+MASK_CLASSIFIER_ALTERNATIVE = "timm:tf_efficientnet_lite2"
+
+
+def independent_mask_classifier(audited: str) -> str:
+    """The classifier whose evidence `cam` uses by default when the build audits `audited`:
+    lite2 for lite0, lite0 for anything else (an explicit `segment.options.classifier` wins)."""
+    return MASK_CLASSIFIER_ALTERNATIVE if audited == MASK_CLASSIFIER else MASK_CLASSIFIER
+
+
+def mask_classifier_name(backend: str, options: dict, audited: str) -> str:
+    """The classifier a segmenter's masks come from: the `classifier` option, else for `cam`
+    the independent default, else the audited classifier (for build.yaml's `mask_model`)."""
+    if "classifier" in options:
+        return str(options["classifier"])
+    return independent_mask_classifier(audited) if backend == "cam" else audited

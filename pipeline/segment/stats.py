@@ -84,10 +84,10 @@ def format_concept_stats(rows: Sequence[dict[str, Any]], title: str | None = Non
     from rich.table import Table
 
     table = Table(title=title or "concepts")
-    table.add_column("concept", style="bold")
+    table.add_column("concept", style="bold", overflow="fold")
     for name in ("images", "kept", "rejected"):
         table.add_column(name, justify="right")
-    table.add_column("rejected by rule")
+    table.add_column("rejected by rule", overflow="fold")
     for name in ("area p10", "area p50", "area p90", "mean score"):
         table.add_column(name, justify="right")
     for row in rows:

@@ -30,7 +30,14 @@ KINDS = ("image", "thing", "stuff", "part")
 # COCO panoptic / COCO-stuff name suffixes that do not change the concept.
 _SUFFIXES = ("_merged", "_other", "_stuff")
 # Order in which `backends_for` lists backends: best masks first, ground truth last.
-BACKEND_PREFERENCE = ("detectron2", "torchvision-maskrcnn", "cam", "annotations")
+BACKEND_PREFERENCE = (
+    "detectron2",
+    "transformers-panoptic",
+    "torchvision-maskrcnn",
+    "cam",
+    "clipseg",
+    "annotations",
+)
 
 
 class UnknownConceptError(KeyError):
@@ -200,6 +207,7 @@ def coverage() -> dict[str, tuple[str, ...]]:
     from pipeline.segment.cam_concepts import supported_concepts
 
     order = {name: i for i, name in enumerate(all_concepts())}
+    vocabulary = load_vocabulary()
 
     def ordered(concepts: Iterable[str]) -> tuple[str, ...]:
         return tuple(sorted(set(concepts), key=order.__getitem__))
@@ -211,6 +219,10 @@ def coverage() -> dict[str, tuple[str, ...]]:
         "detectron2": ordered([*panoptic, *lvis]),
         "torchvision-maskrcnn": ordered(coco_things),
         "cam": ordered(canonical(c) for c in supported_concepts()),
+        # the default checkpoint's labels (COCO panoptic things and stuff)
+        "transformers-panoptic": ordered(panoptic),
+        # text prompts: any concept that is a region of the image
+        "clipseg": tuple(c for c in all_concepts() if vocabulary.concepts[c].kind != "image"),
         "annotations": all_concepts(),
     }
 

@@ -2,7 +2,8 @@
 
 Labels are inferred where the layout says them: a parent folder or file-name prefix that is an
 ImageNet synset (`n04285008/…`, `n04285008_sports_car.JPEG`) or an ImageNet class name
-(`sports_car/…`). Everything else is unlabelled.
+(`sports_car/…`). Everything else is unlabelled. `limit` keeps the first N images of that
+sorted walk (the walk stops there, so a limit on a huge folder is cheap).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 from pipeline.classify.imagenet import class_index, class_names
@@ -34,11 +36,16 @@ def infer_label(path: Path) -> int | None:
 
 
 class FolderSource:
-    def __init__(self, path: str | Path, infer_labels: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, infer_labels: bool = True, limit: int | None = None
+    ) -> None:
         self.root = Path(path).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"source.limit must be at least 1, not {limit}")
         self.infer_labels = infer_labels
+        self.limit = limit
         self.id = f"folder:{self.root}"
 
     def _files(self) -> Iterator[Path]:
@@ -50,7 +57,7 @@ class FolderSource:
                     yield path
 
     def refs(self) -> Iterator[SourceRef]:
-        for path in self._files():
+        for path in islice(self._files(), self.limit):
             label = infer_label(path) if self.infer_labels else None
             yield SourceRef(
                 uri=str(path),

@@ -74,13 +74,16 @@ def load_sample(name: str) -> np.ndarray:
 
 
 class SampleSource:
-    """The built-in photos, in a fixed order."""
+    """The built-in photos, in a fixed order (`names`' order); `limit` keeps the first N."""
 
-    def __init__(self, names: list[str] | None = None) -> None:
-        self.names = list(names) if names else list(SAMPLES)
-        unknown = [n for n in self.names if n not in SAMPLES]
+    def __init__(self, names: list[str] | None = None, limit: int | None = None) -> None:
+        chosen = list(names) if names else list(SAMPLES)
+        unknown = [n for n in chosen if n not in SAMPLES]
         if unknown:
             raise KeyError(f"unknown built-in samples {unknown}; available: {', '.join(SAMPLES)}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"source.limit must be at least 1, not {limit}")
+        self.names = chosen[:limit]
         self.id = "samples:" + ",".join(self.names)
 
     def refs(self) -> Iterator[SourceRef]:

@@ -120,7 +120,11 @@ def _create_with_classifier(spec: Backend[Any], options_json: str, classifier: s
 def load_classifier(config: ClassifierConfig) -> Classifier:
     """The classifier a config names, loaded once per process (`create_classifier`)."""
     return create_classifier(
-        config.name, **config.options, device=config.device, batch_size=config.batch_size
+        config.name,
+        engine=None if config.engine == "eager" else config.engine,
+        **config.options,
+        device=config.device,
+        batch_size=config.batch_size,
     )
 
 
@@ -148,7 +152,11 @@ def _segmenter(config: BuildConfig) -> StageBackend[Segmenter]:
         fingerprint = stable_key(sorted(segment.concepts), fingerprint_options, length=12)
         load = partial(_create, spec, _options_json(options))
         return StageBackend(f"{segment.backend}:{fingerprint}", load)
-    name = options.pop("classifier", config.classifier.name)
+    from pipeline.segment.cam_concepts import mask_classifier_name
+
+    # `cam` masks come from a model other than the audited one unless the config names one
+    name = mask_classifier_name(segment.backend, options, config.classifier.name)
+    options.pop("classifier", None)
     # the build's own classifier when it is the one named (one model in memory)
     classifier = (
         config.classifier

@@ -19,11 +19,15 @@ from typing import Any
 import yaml
 
 from pipeline import __version__
+from pipeline.classify import loaded_engine_infos
+from pipeline.config import BuildConfig, ClassifierConfig
 from pipeline.report.build_overview import write_build_overview
+from pipeline.segment import segmenters
+from pipeline.segment.cam_concepts import mask_classifier_name
 from pipeline.segment.stats import concept_stats
 from pipeline.sources import SourceRef
 from pipeline.stages import counterfactual, ingest, segment, stylize
-from pipeline.stages.backends import Backends
+from pipeline.stages.backends import Backends, classifier_fingerprint
 from pipeline.store import BuildStore
 from pipeline.store.atomic import atomic_write_text
 from pipeline.store.stamp import build_signature, clear_stamp, is_up_to_date, write_stamp
@@ -60,6 +64,7 @@ def resolved(backends: Backends, packages: Sequence[str] = ()) -> dict[str, Any]
             "versions": package_versions(packages),
             "classifier": backends.classifier.id,
             "segmenter": backends.segmenter.id,
+            "mask_model": mask_model(backends.config),
             "stylizer": backends.stylizer.id,
             "styles": [
                 {
@@ -71,6 +76,20 @@ def resolved(backends: Backends, packages: Sequence[str] = ()) -> dict[str, Any]
                 for s in backends.styles
             ],
         },
+    }
+
+
+def mask_model(config: BuildConfig) -> dict[str, str]:
+    """What made the masks: the segmenter, and for a classifier-guided one (`cam`) the
+    classifier it used (by default never the audited one), so the report can say so."""
+    backend = config.segment.backend
+    if not segmenters.spec(backend).needs_classifier:
+        return {"backend": backend}
+    name = mask_classifier_name(backend, dict(config.segment.options), config.classifier.name)
+    return {
+        "backend": backend,
+        "classifier": name,
+        "id": classifier_fingerprint(ClassifierConfig(name=name)),
     }
 
 
@@ -111,10 +130,16 @@ def start_build(store: BuildStore, backends: Backends, packages: Sequence[str] =
 
 
 def finish_build(
-    store: BuildStore, backends: Backends, parts: dict[str, Sequence[str]], started: str | None
+    store: BuildStore,
+    backends: Backends,
+    parts: dict[str, Sequence[str]],
+    started: str | None,
+    packages: Sequence[str] = (),
 ) -> None:
     """Consolidate the parts (kind → this run's shard keys), write the statistics, the build
-    overview and the up-to-date stamp (`started`: the signature `start_build` took)."""
+    overview and the up-to-date stamp (`started`: the signature `start_build` took). A
+    classifier run on a measured engine (`classifier.engine` other than `eager`) has its choice
+    and rate added to build.yaml (which then varies with the machine's load)."""
     store.quarantine([])  # quarantine.jsonl exists, empty when all inputs were good
     for kind, keys in parts.items():
         store.consolidate(kind, keys)
@@ -124,4 +149,10 @@ def finish_build(
     text = json.dumps(rows, indent=2, sort_keys=True, default=float) + "\n"
     atomic_write_text(store.root / "concept_stats.json", text, skip_if_same=True)
     write_build_overview(store.root)
+    engines = loaded_engine_infos()
+    if backends.classifier.id in engines:  # the engine chosen at load, and its measured rate
+        record = resolved(backends, packages)
+        record["resolved"]["classifier_engine"] = engines[backends.classifier.id]
+        text = yaml.safe_dump(record, sort_keys=False, allow_unicode=True)
+        atomic_write_text(store.build_yaml, text, skip_if_same=True)
     write_stamp(store.root, started)

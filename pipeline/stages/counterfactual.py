@@ -1,12 +1,15 @@
 """Transform and filter: composite each kept concept with each style, classify, judge.
 
 Counterfactuals stream through the classifier in batches, so memory holds one batch of images,
-not the shard's product of concepts and styles.
+not the shard's product of concepts and styles. Each source image is decoded once per shard (for
+its clean prediction and its composites), and the next batch is composited in a worker thread
+while the classifier runs the current one, so the model never waits for the compositing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -61,17 +64,31 @@ def plan(
 
 
 class Renderer:
-    """Composites planned counterfactuals, keeping the few most recent decoded files in memory."""
+    """Composites planned counterfactuals, keeping the few most recent decoded files in memory.
 
-    def __init__(self, store: BuildStore, config: TransformConfig, cache_size: int = 16) -> None:
+    `sources`: source images already decoded (path → pixels), used instead of decoding again.
+    """
+
+    def __init__(
+        self,
+        store: BuildStore,
+        config: TransformConfig,
+        cache_size: int = 16,
+        sources: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self.store = store
         self.config = config
+        self.sources = sources or {}
         self._image = lru_cache(maxsize=cache_size)(store.load_image)
         self._mask = lru_cache(maxsize=cache_size)(store.load_mask)
 
+    def source(self, path: str) -> np.ndarray:
+        found = self.sources.get(path)
+        return found if found is not None else self._image(path)
+
     def __call__(self, item: Planned) -> np.ndarray:
         return composite(
-            self._image(item.image.path),
+            self.source(item.image.path),
             self._image(item.stylized.path),
             self._mask(item.mask.path),
             blend=self.config.blend,
@@ -82,6 +99,27 @@ class Renderer:
 def _batches(items: Sequence[Planned], size: int) -> Iterator[Sequence[Planned]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _rendered(
+    planned: Sequence[Planned], render: Renderer, size: int
+) -> Iterator[tuple[Sequence[Planned], list[np.ndarray]]]:
+    """Batches of planned counterfactuals with their pixels; batch i+1 is composited in a
+    worker thread while the caller classifies batch i (one batch ahead: memory stays flat)."""
+    batches = list(_batches(planned, size))
+    if not batches:
+        return
+
+    def render_batch(batch: Sequence[Planned]) -> list[np.ndarray]:
+        return [render(item) for item in batch]
+
+    with ThreadPoolExecutor(max_workers=1) as prefetch:  # one thread: the Renderer's caches
+        pending = prefetch.submit(render_batch, batches[0])
+        for index, batch in enumerate(batches):
+            pixels = pending.result()
+            if index + 1 < len(batches):
+                pending = prefetch.submit(render_batch, batches[index + 1])
+            yield batch, pixels
 
 
 def counterfactual_shard(
@@ -114,14 +152,15 @@ def counterfactual_shard(
         return key, []
     classifier = backends.classifier.load()
     with_cf = sorted({p.image.image_id: p.image for p in planned}.items())
+    sources = {image.path: store.load_image(image.path) for _, image in with_cf}  # decoded once
     clean_probs = dict(
         zip(
             [image_id for image_id, _ in with_cf],
-            classifier.predict_proba([store.load_image(image.path) for _, image in with_cf]),
+            classifier.predict_proba([sources[image.path] for _, image in with_cf]),
             strict=True,
         )
     )
-    render = Renderer(store, config.transform)
+    render = Renderer(store, config.transform, sources=sources)
     with store.png_writer() as writer:  # PNG encoding overlaps the classifier's next batch
         records = _classify_and_judge(
             store, planned, clean_probs, render, writer, classifier, backends.classifier.id, config
@@ -142,13 +181,11 @@ def _classify_and_judge(
 ) -> list[Counterfactual]:
     names = classifier.class_names
     records: list[Counterfactual] = []
-    for batch in _batches(planned, config.classifier.batch_size):
-        pixels = []
-        for item in batch:
+    for batch, pixels in _rendered(planned, render, config.classifier.batch_size):
+        for item, image in zip(batch, pixels, strict=True):
             relpath = store.relpath("counterfactuals", item.cf_id)
-            pixels.append(render(item))
             if not store.exists(relpath):
-                writer.save(relpath, pixels[-1])
+                writer.save(relpath, image)
         cf_probs = classifier.predict_proba(pixels)
         for item, probs in zip(batch, cf_probs, strict=True):
             clean = clean_probs[item.image.image_id]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline import progress
 from pipeline.config import BuildConfig
 from pipeline.hashing import stable_key
 from pipeline.imageio import ImageDecodeError
@@ -95,6 +96,7 @@ def segment_shard(
                             reject_reason=reason,
                         )
                     )
+            progress.advance("images", len(batch))  # a batch is what the model computes at once
     store.quarantine(quarantined)
     store.write_part("masks", key, masks)
     return key, masks

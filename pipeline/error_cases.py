@@ -1,0 +1,200 @@
+"""Edit cases with errors to correct: exemplars the model gets wrong, tests on every image.
+
+:mod:`pipeline.cases` draws exemplars at random among kept counterfactuals, which the model
+mostly still classifies right, so the edit has nothing to learn and the test groups few errors
+to correct. Here a case is planned the way the paper's benchmark is:
+
+- **exemplars** (``n_train``, default 3) are counterfactuals the build classifier gets *wrong*
+  (``cf_pred`` differs from the reference: the label, or for an unlabelled image its clean
+  prediction), in one style image of the texture, each from a different photo, all of one
+  class where labels allow (the class with most such errors); where no class has enough
+  photos, or the images carry no labels, they come from one source of the whole build
+  (``target_class = -1``, "any class");
+- **test groups**: every other photo carrying the concept, except those drawn for validation,
+  in the four groups of :mod:`pipeline.cases` (target = the exemplars' classes);
+- ``validation_cf``: the counterfactuals of a share (``val_frac``) of the remaining photos, for
+  choosing hyper-parameters on *transformed* images (errors corrected);
+- ``validation`` / ``heldout`` clean images: validation = the clean images of the validation
+  photos plus half of the images without the concept; heldout = the clean images of the test
+  photos plus the other half, so the clean accuracy is reported on every image the selection
+  never saw (the test groups' clean images are never used for selection either).
+
+(concept, texture) pairs are ranked by the errors the texture induces (``max_pairs`` keeps the
+first ones). Everything is deterministic from the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.cases import (
+    CASES_VERSION,
+    EditCase,
+    _rng,
+    case_slug,
+    eligible_counterfactuals,
+    write_cases,
+)
+from pipeline.hashing import stable_key
+from pipeline.store import BuildStore
+
+ANY_CLASS = -1  # target_class of a case whose exemplars may be of any class
+
+
+def induced_errors(rows: pd.DataFrame) -> pd.Series:
+    """Boolean per eligible row: the counterfactual's top-1 differs from its reference."""
+    pred = pd.to_numeric(rows["cf_pred"], errors="coerce")
+    return pred.notna() & (pred != rows["target"].astype(float))
+
+
+def rank_pairs(eligible: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """(concept, texture, induced errors), most errors first (ties by name)."""
+    errors = eligible.assign(error=induced_errors(eligible))
+    counts = errors.groupby(["concept", "texture"])["error"].sum()
+    ranked = sorted(counts.items(), key=lambda kv: (-int(kv[1]), kv[0]))
+    return [(str(c), str(t), int(n)) for (c, t), n in ranked]
+
+
+def _pick_exemplars(
+    rows: pd.DataFrame, n_train: int, rng: np.random.Generator
+) -> tuple[int, str, pd.DataFrame] | None:
+    """(target, style, exemplar rows) among the wrong counterfactuals, or None."""
+    wrong = rows[rows["error"]]
+    labelled = rows["label"].notna().any()
+    options: list[tuple[int, int, str]] = []  # (-error photos, target, style)
+    if labelled:
+        photos = wrong.groupby(["target", "style_image"])["image_id"].nunique()
+        options = [(-int(n), int(t), str(s)) for (t, s), n in photos.items() if n >= n_train]
+    if not options:  # one source: any class
+        photos = wrong.groupby("style_image")["image_id"].nunique()
+        options = [(-int(n), ANY_CLASS, str(s)) for s, n in photos.items() if n >= n_train]
+    if not options:
+        return None
+    _, target, style = min(options)
+    pool = wrong[wrong["style_image"] == style]
+    if target != ANY_CLASS:
+        pool = pool[pool["target"] == target]
+    pool = pool.sort_values("cf_id", kind="stable").drop_duplicates("image_id")
+    pool = pool.sort_values("image_id", kind="stable")
+    picked = np.sort(rng.choice(len(pool), size=n_train, replace=False))
+    return target, style, pool.iloc[picked]
+
+
+def make_error_case(
+    rows: pd.DataFrame,
+    image_ids: Sequence[str],
+    concept: str,
+    texture: str,
+    seed: int = 0,
+    n_train: int = 3,
+    val_frac: float = 0.3,
+    min_test: int = 1,
+) -> EditCase | None:
+    """The error case of one (concept, texture) from its eligible rows; None if impossible
+    (fewer than ``n_train`` wrong photos in every style image, or fewer than ``min_test``
+    test counterfactuals in all)."""
+    rows = rows.assign(error=induced_errors(rows))
+    rng = _rng(seed, "errors", concept, texture)
+    found = _pick_exemplars(rows, n_train, rng)
+    if found is None:
+        return None
+    target, style, train_rows = found
+    train_images = set(train_rows["image_id"])
+    classes = set(train_rows["target"].astype(int))
+    photos = sorted(set(rows["image_id"]) - train_images)
+    order = rng.permutation(len(photos))
+    n_val = round(val_frac * len(photos))
+    val_photos = {photos[i] for i in order[:n_val]}
+    test_photos = {photos[i] for i in order[n_val:]}
+    # images without the concept: half to each clean split
+    others = sorted(set(image_ids) - set(rows["image_id"]))
+    other_order = rng.permutation(len(others))
+    half = len(others) // 2
+    validation = sorted(val_photos | {others[i] for i in other_order[:half]})
+    heldout = sorted(test_photos | {others[i] for i in other_order[half:]})
+
+    is_test = rows["image_id"].isin(test_photos)
+    in_style = rows["style_image"] == style
+    is_target = rows["target"].astype(int).isin(classes)
+    masks = {
+        "target_train_style": is_test & is_target & in_style,
+        "target_heldout_style": is_test & is_target & ~in_style,
+        "other_train_style": is_test & ~is_target & in_style,
+        "other_heldout_style": is_test & ~is_target & ~in_style,
+    }
+    groups = {name: sorted(rows.loc[mask, "cf_id"]) for name, mask in masks.items()}
+    if sum(len(ids) for ids in groups.values()) < max(1, min_test):
+        return None
+    validation_cf = sorted(rows.loc[rows["image_id"].isin(val_photos), "cf_id"])
+    train = sorted(train_rows["cf_id"])
+    params = {
+        "plan": "errors",
+        "n_train": n_train,
+        "val_frac": val_frac,
+        "min_test": min_test,
+        "label_free": not bool(rows["label"].notna().any()),
+        "exemplar_classes": sorted(classes),
+        "induced_errors": int(rows["error"].sum()),
+    }
+    digest = stable_key(CASES_VERSION, seed, params, concept, texture, target, train, length=10)
+    label = "any" if target == ANY_CLASS else str(target)
+    return EditCase(
+        case_id=f"{case_slug(concept)}-{case_slug(texture)}-{label}-{digest}",
+        concept=concept,
+        texture=texture,
+        target_class=int(target),
+        train_style=style,
+        train=train,
+        test_groups=groups,
+        validation=validation,
+        heldout=heldout,
+        seed=seed,
+        params=params,
+        validation_cf=validation_cf,
+    )
+
+
+def plan_error_cases(
+    manifest: pd.DataFrame,
+    image_ids: Sequence[str],
+    seed: int = 0,
+    n_train: int = 3,
+    val_frac: float = 0.3,
+    min_test: int = 1,
+    max_pairs: int | None = None,
+    concepts: Sequence[str] | None = None,
+    textures: Sequence[str] | None = None,
+) -> list[EditCase]:
+    """One error case per (concept, texture), pairs ranked by induced errors (most first)."""
+    if n_train < 1 or not 0.0 <= val_frac < 1.0:
+        raise ValueError(f"need n_train >= 1 and 0 <= val_frac < 1; got {n_train}, {val_frac}")
+    if manifest.empty:
+        return []
+    eligible = eligible_counterfactuals(manifest)
+    if concepts is not None:
+        eligible = eligible[eligible["concept"].isin(list(concepts))]
+    if textures is not None:
+        eligible = eligible[eligible["texture"].isin(list(textures))]
+    cases = []
+    for concept, texture, _ in rank_pairs(eligible):
+        rows = eligible[(eligible["concept"] == concept) & (eligible["texture"] == texture)]
+        case = make_error_case(rows, image_ids, concept, texture, seed, n_train, val_frac, min_test)
+        if case is not None:
+            cases.append(case)
+        if max_pairs is not None and len(cases) >= max_pairs:
+            break
+    return cases
+
+
+def build_error_cases(build_dir: str | Path, seed: int = 0, **options: object) -> list[EditCase]:
+    """Plan the error cases of a build and write them to ``BUILD/cases/`` (replacing the set);
+    ``options`` as :func:`plan_error_cases`."""
+    store = BuildStore(build_dir)
+    manifest = store.frame("counterfactuals")
+    images = store.frame("images", columns=["image_id"])
+    cases = plan_error_cases(manifest, sorted(images["image_id"]), seed, **options)  # type: ignore[arg-type]
+    return write_cases(store.root, cases)
