@@ -170,19 +170,41 @@ def make_case(
         return None
     train = sorted(train_rows["cf_id"])
     params = {"n_train": n_train, "min_test": min_test, "clean_frac": clean_frac}
+    return new_case(
+        concept, texture, int(target), train_style, train, groups, validation, heldout, seed, params
+    )
+
+
+def new_case(
+    concept: str,
+    texture: str,
+    target: int,
+    train_style: str,
+    train: list[str],
+    test_groups: dict[str, list[str]],
+    validation: list[str],
+    heldout: list[str],
+    seed: int,
+    params: dict[str, Any],
+    validation_cf: list[str] | None = None,
+) -> EditCase:
+    """An `EditCase` named by its content: `<concept>-<texture>-<class or "any">-<digest>`."""
     digest = stable_key(CASES_VERSION, seed, params, concept, texture, target, train, length=10)
+    label = "any" if target < 0 else str(target)
+    extra = {} if validation_cf is None else {"validation_cf": validation_cf}
     return EditCase(
-        case_id=f"{case_slug(concept)}-{case_slug(texture)}-{target}-{digest}",
+        case_id=f"{case_slug(concept)}-{case_slug(texture)}-{label}-{digest}",
         concept=concept,
         texture=texture,
         target_class=int(target),
         train_style=train_style,
         train=train,
-        test_groups=groups,
+        test_groups=test_groups,
         validation=validation,
         heldout=heldout,
         seed=seed,
         params=params,
+        **extra,
     )
 
 

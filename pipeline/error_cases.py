@@ -32,14 +32,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cases import (
-    CASES_VERSION,
     EditCase,
     _rng,
-    case_slug,
     eligible_counterfactuals,
+    new_case,
     write_cases,
 )
-from pipeline.hashing import stable_key
 from pipeline.store import BuildStore
 
 ANY_CLASS = -1  # target_class of a case whose exemplars may be of any class
@@ -140,20 +138,17 @@ def make_error_case(
         "exemplar_classes": sorted(classes),
         "induced_errors": int(rows["error"].sum()),
     }
-    digest = stable_key(CASES_VERSION, seed, params, concept, texture, target, train, length=10)
-    label = "any" if target == ANY_CLASS else str(target)
-    return EditCase(
-        case_id=f"{case_slug(concept)}-{case_slug(texture)}-{label}-{digest}",
-        concept=concept,
-        texture=texture,
-        target_class=int(target),
-        train_style=style,
-        train=train,
-        test_groups=groups,
-        validation=validation,
-        heldout=heldout,
-        seed=seed,
-        params=params,
+    return new_case(
+        concept,
+        texture,
+        int(target),
+        style,
+        train,
+        groups,
+        validation,
+        heldout,
+        seed,
+        params,
         validation_cf=validation_cf,
     )
 
