@@ -4,6 +4,8 @@ CamVid, with the trivial baselines beside it.
     nice -n 10 .venv/bin/python benchmarks/mask_quality.py --dataset coco --half test \
         --configs cam:gradcam cam:layercam annotations
 
+`cam:layercam@320` runs LayerCAM at the listed longer sides only (`layercam_sizes`, `-`-separated).
+
 Ground truth: `object` = the union of the things (COCO `isthing`; CamVid Car, Pedestrian,
 Bicyclist), `background` = the other labelled pixels (stuff). Unlabelled pixels (COCO id 0,
 CamVid `Unlabelled`) are left out of every count. Per concept: IoU, precision and recall (means
@@ -92,7 +94,9 @@ def thing_concepts(dataset: str) -> tuple[set[str], set[str]]:
     return things, stuff
 
 
-def make_segmenter(config: str, dataset: str, mask_model: str) -> Callable[..., dict]:
+def make_segmenter(
+    config: str, dataset: str, mask_model: str, engine: str = "auto"
+) -> Callable[..., dict]:
     """A function rgb → {concept: mask}, through the library's registries."""
     if config == "annotations":
         if dataset == "coco":
@@ -125,9 +129,16 @@ def make_segmenter(config: str, dataset: str, mask_model: str) -> Callable[..., 
 
         return run_annotations
     backend, _, method = config.partition(":")
+    method, _, sizes = method.partition("@")  # cam:layercam@320 → layercam_sizes [320]
+    options = {"layercam_sizes": [int(s) for s in sizes.split("-")]} if sizes else {}
     classifier = create_classifier(mask_model, device="cpu")
     segmenter = create_segmenter(
-        backend, concepts=list(CONCEPTS), classifier=classifier, object_method=method or "gradcam"
+        backend,
+        concepts=list(CONCEPTS),
+        classifier=classifier,
+        object_method=method or "gradcam",
+        engine=engine,
+        **options,
     )
     print(f"{config}: id {segmenter.id}")
 
@@ -180,12 +191,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100, help="at most this many images")
     parser.add_argument("--configs", nargs="+", default=["cam:gradcam", "cam:layercam"])
     parser.add_argument("--mask-model", default="timm:tf_efficientnet_lite2")
+    parser.add_argument(
+        "--cam-engine", default="auto", choices=["auto", "torch"], help="cam's no-grad passes"
+    )
     args = parser.parse_args()
     if not (COCO if args.dataset == "coco" else CAMVID).is_dir():
         raise SystemExit(f"no shared data under {DATASETS}")
     samples = coco_samples(args.half) if args.dataset == "coco" else camvid_samples(args.limit)
     samples = list(samples)[: args.limit]
-    runners = {c: make_segmenter(c, args.dataset, args.mask_model) for c in args.configs}
+    runners = {
+        c: make_segmenter(c, args.dataset, args.mask_model, args.cam_engine) for c in args.configs
+    }
     results = {(c, k): [] for c in args.configs for k in CONCEPTS}
     found = {(c, k): [] for c in args.configs for k in CONCEPTS}
     seconds: dict[str, list[float]] = {c: [] for c in args.configs}

@@ -81,11 +81,12 @@ class ClassifierConfig(StageConfig):
     batch_size: int = Field(default=32, ge=1)
     topk: int = Field(default=5, ge=1)
     device: str = "auto"
-    # what runs the no-gradient passes: `eager` (default) is torch at `batch_size`, bit for bit
-    # reproducible; `auto` times ONNX Runtime and torch at load and keeps the faster
-    # (pipeline.classify.engines), `torch` / `onnxruntime` choose one. Not part of any id: the
-    # engines agree to 1e-5 in the stored probabilities (ids and verdicts equal)
-    engine: Literal["eager", "auto", "torch", "onnxruntime"] = "eager"
+    # what runs the no-gradient passes: `auto` (default) times ONNX Runtime and torch once per
+    # machine and weights and keeps the faster, reused by every later load there
+    # (pipeline.classify.engines, engine_choice); `torch` / `onnxruntime` choose one; `eager` is
+    # plain torch at `batch_size`. Not part of any id: the engines agree to 1e-5 in the stored
+    # probabilities (ids and verdicts equal)
+    engine: Literal["eager", "auto", "torch", "onnxruntime"] = "auto"
 
 
 class FilterConfig(StageConfig):

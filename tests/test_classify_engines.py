@@ -126,3 +126,37 @@ def test_no_engine_keeps_torch_at_the_configured_batch(classifier) -> None:
     assert engine_info(classifier) is None
     with pytest.raises(ValueError, match="not one of auto, torch, onnxruntime"):
         create_classifier(LITE0, device="cpu", engine="tensorrt")
+
+
+@needs_ort
+def test_auto_stores_its_choice_per_machine_and_every_later_load_reuses_it() -> None:
+    """A resumed or repeated build must run the engine its first load chose, whatever the load."""
+    from pipeline.classify import engine_choice
+
+    model = create_classifier(LITE0, device="cpu", engine="auto", batch_size=13)
+    first = engine_info(model)
+    path = engine_choice.choice_path(
+        model.id, model.model, model.input_shape(), sorted(first["probe"])
+    )
+    stored = [path]
+    assert path.is_file() and path.parent == onnx_module.cache_root() / "engines"
+    choice = engine_choice.load(stored[0])
+    assert choice is not None and choice.best == max(first["probe"], key=first["probe"].get)
+    # overwrite it with the slowest candidate: the next load follows the file, not a new probe
+    slowest = min(first["probe"], key=first["probe"].get)
+    engine_choice.save(stored[0], engine_choice.Choice(slowest, first["probe"]))
+    again = model.configure_engine("auto").as_dict()
+    kind, batch = slowest.split("@")
+    assert again["engine"] == ("onnxruntime" if kind == "onnxruntime" else "torch")
+    assert again["channels_last"] == (kind == "torch-channels-last")
+    assert again["batch_size"] == int(batch)
+    assert again["probe"] == first["probe"] and str(stored[0]) in again["reason"]
+    # an unreadable file is measured again and rewritten with the fastest candidate
+    stored[0].write_text("{not json")
+    model.configure_engine("auto")
+    rewritten = engine_choice.load(stored[0])
+    assert rewritten is not None and rewritten.best == max(rewritten.probe, key=rewritten.probe.get)
+    # a single requested engine stores nothing
+    before = sorted((onnx_module.cache_root() / "engines").glob("*.json"))
+    model.configure_engine("torch")
+    assert sorted((onnx_module.cache_root() / "engines").glob("*.json")) == before

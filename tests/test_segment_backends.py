@@ -297,7 +297,8 @@ def test_torchvision_default_weights_are_never_downloaded(monkeypatch, tmp_path)
 
 def test_torchvision_refuses_concepts_it_cannot_find():
     with pytest.raises(
-        ValueError, match=r"road: detectron2, transformers-panoptic, clipseg, annotations"
+        ValueError,
+        match=r"road: detectron2, transformers-panoptic, grounded-sam, clipseg, annotations",
     ):
         create_segmenter("torchvision-maskrcnn", concepts=["car", "road"], pretrained=False, **TINY)
 

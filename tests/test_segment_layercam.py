@@ -53,6 +53,26 @@ def test_build_fingerprint_records_the_independent_mask_model(tmp_path: Path) ->
     assert lite2_default == lite2_named_lite0
 
 
+def test_build_records_what_cam_masks_are_worth(tmp_path: Path) -> None:
+    """The report's mask line comes from build.yaml's mask_model: for `cam` it must say that the
+    masks are an offline finder's and give their measured IoU, per object method."""
+    from pipeline.stages.build import mask_model
+
+    gradcam = mask_model(_config(tmp_path, LITE0))
+    layercam = mask_model(_config(tmp_path, LITE0, object_method="layercam"))
+    assert gradcam["classifier"] == LITE2 and "not a segmentation model" in gradcam["finder"]
+    assert gradcam["iou"].startswith("object 0.") and "background 0." in gradcam["iou"]
+    assert layercam["iou"] != gradcam["iou"]
+    annotated = _config(tmp_path, LITE0).model_copy(
+        update={
+            "segment": _config(tmp_path, LITE0).segment.model_copy(
+                update={"backend": "annotations"}
+            )
+        }
+    )
+    assert mask_model(annotated) == {"backend": "annotations"}
+
+
 def test_loaded_cam_segmenter_uses_the_other_model(tmp_path: Path) -> None:
     segmenter = Backends(_config(tmp_path, LITE2)).segmenter.load()
     assert segmenter.classifier.id.startswith(LITE0 + "@")

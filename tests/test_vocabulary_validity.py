@@ -103,20 +103,21 @@ def test_coverage_tells_which_backend_finds_which_concept():
     assert set(table["cam"]) == {canonical(c) for c in supported_concepts()}
     assert len(table["torchvision-maskrcnn"]) == 80
     assert set(table["annotations"]) == set(all_concepts())
-    stuff = ["detectron2", "transformers-panoptic", "clipseg", "annotations"]
+    stuff = ["detectron2", "transformers-panoptic", "grounded-sam", "clipseg", "annotations"]
     assert backends_for("road") == stuff
     assert backends_for("grass-merged") == stuff
-    assert backends_for("wheel") == ["detectron2", "cam", "clipseg", "annotations"]
+    assert backends_for("wheel") == ["detectron2", "cam", "grounded-sam", "clipseg", "annotations"]
     assert backends_for("car") == [
         "detectron2",
         "transformers-panoptic",
         "torchvision-maskrcnn",
+        "grounded-sam",
         "clipseg",
         "annotations",
     ]
     assert backends_for("object") == ["cam", "annotations"]
     # LVIS v1 has no tyre class: only ground truth and text prompts find it
-    assert backends_for("tyre") == ["clipseg", "annotations"]
+    assert backends_for("tyre") == ["grounded-sam", "clipseg", "annotations"]
 
 
 # ------------------------------------------------------------------ validity

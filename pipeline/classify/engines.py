@@ -14,7 +14,10 @@ callable from a normalised N x 3 x H x W float32 batch to N x C float32 logits.
   channels-last) and batch size are chosen by the probe; on CUDA channels-last with fp16 autocast
   and large batches.
 - `auto`: times each candidate (engine x batch size) on a short probe at load and keeps the
-  fastest; the choice and the measured rates are in `engine_info`.
+  fastest; the choice and the measured rates are in `engine_info`. The choice is stored per
+  machine (`pipeline.classify.engine_choice`) and reused by every later load of the same
+  weights there, so a build, its resume and its rebuild run the same engine and batch size and
+  store the same probabilities bit for bit; delete the file to measure again.
 
 Grad-CAM and the editing engine use the torch `model` itself, never an engine.
 """
@@ -25,16 +28,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pipeline.classify import engine_choice
+
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "onnxruntime")
 PARITY_TOLERANCE = 1e-4  # max abs logit difference, ORT vs torch, on the probe batch
-PROBE_BATCHES = (4, 16)  # batch sizes the probe times on CPU
+# batch sizes the probe times on CPU; it runs once per machine and weights (engine_choice), so
+# it can afford every size and the best of two timings
+PROBE_BATCHES = (4, 8, 16, 32)
+PROBE_REPEATS = 2
 CUDA_MIN_BATCH = 64
 
 Engine = Callable[[torch.Tensor], np.ndarray]
@@ -150,17 +159,41 @@ def select_engine(
         for batch in probe_batches:
             candidates[f"torch-channels-last@{batch}"] = (channels_last, batch)
         candidates[f"torch@{probe_batches[0]}"] = (TorchEngine(forward, device), probe_batches[0])
-    for name, (engine, batch) in candidates.items():
-        info.probe[name] = round(images_per_second(engine, probe_input(input_shape, batch)), 2)
-    best = max(info.probe, key=info.probe.__getitem__)
+    choice_file = _choice_file(requested, module, input_shape, model_id, candidates)
+    stored = engine_choice.load(choice_file) if choice_file is not None else None
+    if stored is not None and stored.best in candidates:
+        info.probe, best = stored.probe, stored.best
+    else:
+        for name, (engine, batch) in candidates.items():
+            rate = images_per_second(engine, probe_input(input_shape, batch), PROBE_REPEATS)
+            info.probe[name] = round(rate, 2)
+        best = max(info.probe, key=info.probe.__getitem__)
+        if choice_file is not None:
+            engine_choice.save(choice_file, engine_choice.Choice(best, info.probe))
     engine, info.batch_size = candidates[best]
     info.engine = "onnxruntime" if best.startswith("onnxruntime") else "torch"
     info.channels_last = "channels-last" in best
     info.rate = info.probe[best]
     chosen = f"{best} at {info.rate:.1f} images/s"
+    if choice_file is not None:  # the same words whether probed now or read back
+        chosen += f" (probe kept in {choice_file})"
     info.reason = f"{info.reason}; {chosen}" if info.reason else f"fastest probed: {chosen}"
     log.info("classifier %s engine %s (%s)", model_id, info.engine, info.reason)
     return engine, info
+
+
+def _choice_file(
+    requested: str,
+    module: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    model_id: str,
+    candidates: dict[str, tuple[Engine, int]],
+) -> Path | None:
+    """Where `auto`'s choice among these candidates is stored on this machine (None otherwise:
+    a single requested engine has nothing to remember)."""
+    if requested != "auto":
+        return None
+    return engine_choice.choice_path(model_id, module, input_shape, sorted(candidates))
 
 
 def _onnx_engine(

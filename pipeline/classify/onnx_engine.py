@@ -25,11 +25,15 @@ import torch
 OPSET = 17
 
 
+def cache_root() -> Path:
+    """The project's cache: `$CONCEPTSWAP_CACHE`, else `~/.cache/conceptswap`."""
+    root = os.environ.get("CONCEPTSWAP_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "conceptswap"
+
+
 def cache_dir() -> Path:
     """Where exported models live: `$CONCEPTSWAP_CACHE/onnx`, else `~/.cache/conceptswap/onnx`."""
-    root = os.environ.get("CONCEPTSWAP_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "conceptswap"
-    return base / "onnx"
+    return cache_root() / "onnx"
 
 
 def module_digest(module: torch.nn.Module) -> str:

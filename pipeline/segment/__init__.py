@@ -52,6 +52,13 @@ def _clipseg(**options: Any) -> Segmenter:
     return CLIPSegSegmenter(**options)
 
 
+@segmenters.register("grounded-sam", settings=("batch_size",))
+def _grounded_sam(**options: Any) -> Segmenter:
+    from pipeline.segment.grounded_sam import GroundedSAMSegmenter
+
+    return GroundedSAMSegmenter(**options)
+
+
 def create_segmenter(backend: str, **options: Any) -> Segmenter:
     return segmenters.create(backend, **options)
 

@@ -32,12 +32,13 @@ Scores (in [0, 1]):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from pipeline.segment.base import ConceptDetection
+from pipeline.segment.cam_engine import CamEngines
 
 if TYPE_CHECKING:
     from pipeline.classify import Classifier
@@ -99,7 +100,8 @@ class CamSegmenter:
     `batch_size`. `concepts`: `object`, `background` and the names in
     `cam_concepts.CAM_CONCEPT_CLASSES`. `work_size`, `windows`, `stride_frac`, `crop_size`,
     `aggregate`, `threshold` and `superpixels` shape part masks; `grabcut_iters` shapes object
-    masks. Everything that changes a mask is in `id`.
+    masks. Everything that changes a mask is in `id`. `engine` (`auto`: ONNX Runtime where it
+    matches torch, else torch; `torch`) runs the no-gradient passes (cam_engine.py), not in `id`.
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class CamSegmenter:
         layercam_sizes: Sequence[int] = LAYERCAM_SIZES,
         layercam_blocks: Sequence[int] = LAYERCAM_BLOCKS,
         layercam_top_k: int = 5,
+        engine: str = "auto",
     ) -> None:
         concepts = tuple(dict.fromkeys(concepts))
         unknown = [c for c in concepts if c not in supported_concepts()]
@@ -171,6 +174,9 @@ class CamSegmenter:
         mean = np.asarray(config.get("mean", (0.485, 0.456, 0.406)), np.float32) * 255.0
         std = np.asarray(config.get("std", (0.229, 0.224, 0.225)), np.float32) * 255.0
         self._mean, self._std = mean, std
+        gradcam = object_method == "gradcam" and bool({OBJECT, BACKGROUND} & set(concepts))
+        passes = ("features",) * gradcam + ("crops",) * bool(self.parts)
+        self._engines = CamEngines(classifier, engine, passes, self.work_size, self.crop_size)
 
         wins = "-".join(str(w) for w in windows)
         self.id = (
@@ -180,6 +186,11 @@ class CamSegmenter:
             + self._layercam_id()
             + ")"
         )
+
+    @property
+    def engine_info(self) -> dict[str, Any]:
+        """What runs where and why (exports and checks the ORT engines on first use)."""
+        return self._engines.info
 
     def _layercam_id(self) -> str:
         """The LayerCAM settings (empty for Grad-CAM, so the old ids, and caches, stay)."""
@@ -245,7 +256,6 @@ class CamSegmenter:
         not depend on which other images share the call; the backward pass only goes through
         the head (global pool + linear) and costs next to nothing.
         """
-        model = self.classifier.model
         num_classes = len(self.classifier.class_names)
         for label in labels:
             if label is not None and not 0 <= int(label) < num_classes:
@@ -253,16 +263,14 @@ class CamSegmenter:
         out: list[tuple[np.ndarray, int, float]] = []
         with torch.inference_mode(False), torch.enable_grad():
             for work, label in zip(works, labels, strict=True):
-                x = self._normalise([work])
-                with torch.no_grad():
-                    feats = model.forward_features(x)
+                feats = self._engines.features(self._normalise([work]))  # no gradient
                 if feats.ndim != 4:
                     raise ValueError(
                         f"{self.classifier.id}: forward_features gives a {feats.ndim}-d "
                         "tensor; CAM needs a convolutional feature map"
                     )
                 feats = feats.detach().float().requires_grad_(True)
-                logits = model.forward_head(feats).float()[0]
+                logits = self.classifier.model.forward_head(feats).float()[0]
                 probs = torch.softmax(logits.detach(), dim=0)
                 cls = int(label) if label is not None else int(probs.argmax())
                 (grads,) = torch.autograd.grad(logits[cls], feats)
@@ -375,10 +383,10 @@ class CamSegmenter:
         scales = [scale for _, scale in works]
         votes = [np.zeros((len(b), len(self.parts)), np.float32) for b in boxes]
         jobs = [(i, b) for i, image_boxes in enumerate(boxes) for b in range(len(image_boxes))]
-        model = self.classifier.model
         with torch.inference_mode():
             for chunk, x in self._crop_batches(jobs, images, scales, boxes):
-                probs = torch.softmax(model(x).float(), dim=1).cpu().numpy()
+                logits = self._engines.logits(x)
+                probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
                 for column, classes in enumerate(self._part_classes):
                     p = probs[:, classes].sum(axis=1)
                     for (i, b), value in zip(chunk, p, strict=True):

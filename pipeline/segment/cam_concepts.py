@@ -71,6 +71,18 @@ MASK_CLASSIFIER = "timm:tf_efficientnet_lite0"
 MASK_CLASSIFIER_ALTERNATIVE = "timm:tf_efficientnet_lite2"
 
 
+# What `cam`'s masks are worth, measured against ground truth (benchmarks/mask_quality.py, COCO
+# panoptic sample, test half, masks from lite2; docs/segment_cam.md). The report prints it
+# beside the mask model, so nobody takes these masks for a segmentation model's.
+CAM_FINDER = "an offline finder from ImageNet classifier evidence, not a segmentation model"
+CAM_MEASURED_IOU = {
+    "gradcam": "object 0.40 / background 0.56 on 50 COCO photos, where a centred ellipse "
+    "scores 0.38 and the whole image 0.62",
+    "layercam": "object 0.44 / background 0.60 on 50 COCO photos, where a centred ellipse "
+    "scores 0.38 and the whole image 0.62",
+}
+
+
 def independent_mask_classifier(audited: str) -> str:
     """The classifier whose evidence `cam` uses by default when the build audits `audited`:
     lite2 for lite0, lite0 for anything else (an explicit `segment.options.classifier` wins)."""

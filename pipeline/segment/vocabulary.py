@@ -35,6 +35,7 @@ BACKEND_PREFERENCE = (
     "transformers-panoptic",
     "torchvision-maskrcnn",
     "cam",
+    "grounded-sam",
     "clipseg",
     "annotations",
 )
@@ -223,6 +224,7 @@ def coverage() -> dict[str, tuple[str, ...]]:
         "transformers-panoptic": ordered(panoptic),
         # text prompts: any concept that is a region of the image
         "clipseg": tuple(c for c in all_concepts() if vocabulary.concepts[c].kind != "image"),
+        "grounded-sam": tuple(c for c in all_concepts() if vocabulary.concepts[c].kind != "image"),
         "annotations": all_concepts(),
     }
 

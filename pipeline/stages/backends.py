@@ -157,11 +157,12 @@ def _segmenter(config: BuildConfig) -> StageBackend[Segmenter]:
     # `cam` masks come from a model other than the audited one unless the config names one
     name = mask_classifier_name(segment.backend, options, config.classifier.name)
     options.pop("classifier", None)
-    # the build's own classifier when it is the one named (one model in memory)
+    # the build's own classifier when it is the one named (one model in memory); another one
+    # runs only Grad-CAM and crops on its torch model, so no engine is measured for it
     classifier = (
         config.classifier
         if name == config.classifier.name
-        else ClassifierConfig(name=name, device=config.classifier.device)
+        else ClassifierConfig(name=name, device=config.classifier.device, engine="eager")
     )
     fingerprint_options["classifier"] = classifier_fingerprint(ClassifierConfig(name=name))
     fingerprint = stable_key(sorted(segment.concepts), fingerprint_options, length=12)

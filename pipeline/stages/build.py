@@ -23,7 +23,7 @@ from pipeline.classify import loaded_engine_infos
 from pipeline.config import BuildConfig, ClassifierConfig
 from pipeline.report.build_overview import write_build_overview
 from pipeline.segment import segmenters
-from pipeline.segment.cam_concepts import mask_classifier_name
+from pipeline.segment.cam_concepts import CAM_FINDER, CAM_MEASURED_IOU, mask_classifier_name
 from pipeline.segment.stats import concept_stats
 from pipeline.sources import SourceRef
 from pipeline.stages import counterfactual, ingest, segment, stylize
@@ -85,12 +85,19 @@ def mask_model(config: BuildConfig) -> dict[str, str]:
     backend = config.segment.backend
     if not segmenters.spec(backend).needs_classifier:
         return {"backend": backend}
-    name = mask_classifier_name(backend, dict(config.segment.options), config.classifier.name)
-    return {
+    options = dict(config.segment.options)
+    name = mask_classifier_name(backend, options, config.classifier.name)
+    record = {
         "backend": backend,
         "classifier": name,
         "id": classifier_fingerprint(ClassifierConfig(name=name)),
     }
+    if backend == "cam":  # the report states what such masks are worth
+        method = str(options.get("object_method", "gradcam"))
+        record["finder"] = CAM_FINDER
+        if method in CAM_MEASURED_IOU:
+            record["iou"] = CAM_MEASURED_IOU[method]
+    return record
 
 
 def signature(backends: Backends) -> str | None:
