@@ -123,9 +123,8 @@ def check(build: Path, truth: dict[str, dict[str, np.ndarray]]) -> dict[str, dic
     built = set(stems.values())
     rows: dict[str, dict[str, int]] = {}
     for concept in CONCEPTS:
-        row = rows.setdefault(
-            concept, dict.fromkeys(("truth", "masks", "exact", "cf", "composed"), 0)
-        )
+        keys = ("truth", "masks", "exact", "kept", "cf", "composed")
+        row = rows.setdefault(concept, dict.fromkeys(keys, 0))
         row["truth"] = sum(concept in truth.get(stem, {}) for stem in built)
     for mask in masks.itertuples():  # every stored mask, kept or rejected by a quality rule
         stem = stems[mask.image_id]
