@@ -1,17 +1,26 @@
-"""Edit a real classifier on real photos: rewrite vs fine-tuning (CamVid road, ImageNet groups).
+"""Edit a real classifier on real photos: rewrite vs fine-tuning (CamVid, COCO, ImageNet).
 
     .venv/bin/python benchmarks/edit_real.py --dataset camvid [--out-root DIR] [--val-frac 0.12]
+    .venv/bin/python benchmarks/edit_real.py --dataset coco [--concepts grass sky road snow tree]
+        [--textures snow wood] [--max-pairs N] [--cov-every 3] [--val-frac 0.3]
     .venv/bin/python benchmarks/edit_real.py [--limit 200] [--groups dog bird]
         [--textures snow wood] [--layer blocks.6.0.conv_pwl] [--methods ...] [--out DIR]
-        [--max-side 224] [--budget-pp 1.0] [--threads 2] [--fresh]
+        [--max-side 224] [--budget-pp 1.0] [--threads 2] [--fresh] [--scales 0.05 0.1 ...]
+
+`--dataset camvid` / `coco`: label-free error cases (`pipeline.error_cases`) on ground-truth
+masks (`annotations` backend), with the key statistics `C` from a second build of images no
+case uses (CamVid: the `val` frames; COCO: every third photo of the 100-photo sample by file
+name; `benchmarks/edit_datasets.py`). The builds go to `--out-root` (default `/tmp/cs-edit`).
 
 Uses `../shared/datasets/imagenet-samples` (one photo per ImageNet class, `<wnid>_<name>.JPEG`,
 outside the repository; the script exits 0 with "skipped: ..." where it is absent). The photos
 are linked (never copied) into a temporary folder: up to `--limit` photos, first the photos of
 each class group (`--groups`, WordNet groups from `pipeline.editing.groups.class_group`), the
-rest spread evenly over the remaining classes. The build (cam `background` masks, `texture`
-stylization with two style images per texture, EfficientNet-Lite0) goes to a temporary folder
-by default, so no derived ImageNet pixels land in the repository.
+rest spread evenly over the remaining classes; every `--cov-every`-th photo outside the groups
+(by file name) goes to a second build used only for the key statistics `C`, so `C` is disjoint
+from every case split. The builds (cam `background` masks from a classifier other than the
+edited one, `texture` stylization with two style images per texture, EfficientNet-Lite0) go to
+a temporary folder by default, so no derived ImageNet pixels land in the repository.
 
 One photo per class means no single-class case is possible (a case needs `n_train + 1` photos
 of its target), so each case targets a class group: exemplars are three photos of three
@@ -33,7 +42,6 @@ from pathlib import Path
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SAMPLES = DATASETS / "imagenet-samples"
-CAMVID = DATASETS / "camvid"
 METHODS = ["rewrite", "rewrite-closed", "rewrite-multikey", "finetune-local", "finetune-global"]
 
 
@@ -58,59 +66,71 @@ def choose_photos(images: Path, groups: dict[str, list[int]], limit: int) -> lis
     return sorted(chosen)
 
 
-def link(paths: list[Path], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():
-        if old.is_symlink():
-            old.unlink()
-    for path in paths:
-        (folder / path.name).symlink_to(path)
+def split_for_covariance(
+    photos: list[Path], groups: dict[str, list[int]], every: int
+) -> tuple[list[Path], list[Path]]:
+    """(case photos, photos for C): every ``every``-th photo outside the class groups (by file
+    name) is kept out of the cases, so ``C`` is disjoint from every case split; 0: no split."""
+    from pipeline.sources.folder import infer_label
+
+    if every <= 0:
+        return photos, []
+    grouped = {c for classes in groups.values() for c in classes}
+    others = [p for p in photos if infer_label(p) not in grouped]
+    covariance = set(others[every - 1 :: every])
+    return [p for p in photos if p not in covariance], sorted(covariance)
 
 
-def camvid_config(split: str, textures: list[str]) -> dict:
-    """CamVid frames of one split, ground-truth road masks from the label PNGs, label-free."""
-    annot = f"{split}annot"
-    return {
-        "name": f"camvid-{split}",
-        "seed": 0,
-        "shard_size": 25,
-        "source": {"kind": "folder", "path": str(CAMVID / split)},
-        "segment": {
-            "backend": "annotations",
-            "concepts": ["road"],
-            "options": {
-                "label_maps": str(CAMVID / annot),
-                "label_names": "camvid",
-                "image_root": str(CAMVID / split),
-            },
-        },
-        "stylize": {"textures": textures},
-        "filter": {"require_clean_correct": False},
-    }
+def clear_edits(build: Path) -> None:
+    """``--fresh``: delete earlier edit results of a build, keeping its ``C`` cache."""
+    import shutil
+
+    from pipeline.store.edits_layout import edits_dir
+
+    if edits_dir(build).exists():
+        cache = edits_dir(build) / "cache"
+        for path in edits_dir(build).iterdir():
+            if path != cache:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def run_camvid(args: argparse.Namespace) -> int:
-    """Label-free error cases on the CamVid test frames; C from the val frames (disjoint)."""
-    if not (CAMVID / "test").is_dir() or not (CAMVID / "testannot").is_dir():
-        print(f"skipped: CamVid not found at {CAMVID} (it lives outside the repo)")
-        return 0
+def scale_grids(args: argparse.Namespace) -> dict | None:
+    """``--scales``: the rewrite methods' scale grid (one solve, several strengths)."""
+    if not args.scales:
+        return None
+    from pipeline.editing.methods import Candidate
+
+    rewrite = [Candidate({}, s) for s in args.scales]
+    return {"rewrite": rewrite, "rewrite-closed": [Candidate({"rank": 1}, s) for s in args.scales]}
+
+
+def build_pair(configs: dict[str, dict], root: Path) -> dict[str, Path]:
+    """Build the case and covariance data sets (a finished build is found up to date)."""
+    from flows.build import build_dataset
+
+    builds = {}
+    for role, config in configs.items():
+        start = time.perf_counter()
+        builds[role] = root / config["name"]
+        build_dataset(config=config, out=str(builds[role]))
+        print(f"build {role}: {time.perf_counter() - start:.1f} s  [{builds[role]}]")
+    return builds
+
+
+def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: list[str]) -> int:
+    """Label-free error cases on the ``cases`` build; ``C`` from the ``covariance`` build."""
     import pandas as pd
 
-    from flows.build import build_dataset
     from pipeline.editing.runner import run_edits
     from pipeline.error_cases import build_error_cases
     from pipeline.report.edits import write_comparison
 
-    textures = args.textures if args.textures != ["snow", "wood"] else ["snow"]
-    root = args.out_root or Path(tempfile.gettempdir()) / "cs-edit"
-    builds = {}
-    for split in ("test", "val"):
-        start = time.perf_counter()
-        builds[split] = root / f"camvid-{split}"
-        build_dataset(config=camvid_config(split, textures), out=str(builds[split]))
-        print(f"build {split}: {time.perf_counter() - start:.1f} s  [{builds[split]}]")
     cases = build_error_cases(
-        builds["test"], n_train=args.n_train, val_frac=args.val_frac, concepts=["road"]
+        builds["cases"],
+        n_train=args.n_train,
+        val_frac=args.val_frac,
+        concepts=concepts,
+        max_pairs=args.max_pairs,
     )
     for case in cases:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in case.test_groups.items())
@@ -119,51 +139,86 @@ def run_camvid(args: argparse.Namespace) -> int:
             f"validation {len(case.validation)} clean + {len(case.validation_cf)} transformed, "
             f"heldout {len(case.heldout)}; induced errors {case.params['induced_errors']}"
         )
+    if not cases:
+        print("no error case could be planned (too few wrong counterfactuals per style image?)")
+        return 1
+    if args.fresh:
+        clear_edits(builds["cases"])
     start = time.perf_counter()
     folder = run_edits(
-        builds["test"],
+        builds["cases"],
         args.model,
         args.layer,
         args.methods,
         cases=cases,
         budget_pp=args.budget_pp,
         device=args.device,
-        covariance_images=builds["val"],
+        covariance_images=builds["covariance"],
+        grids=scale_grids(args),
         log=print,
     )
     print(
         f"\nedits: {len(cases)} cases x {len(args.methods)} methods in "
         f"{time.perf_counter() - start:.1f} s\n"
     )
-    write_comparison(builds["test"])
+    write_comparison(builds["cases"])
     print((folder / "comparison.md").read_text())
     results = pd.read_parquet(folder / "results.parquet")
     results = results[results["case_id"].isin([c.case_id for c in cases])]
     pd.set_option("display.width", 200)
-    columns = [
-        "method",
-        "group",
-        "n",
-        "e_pre",
-        "e_post",
-        "errors_corrected",
-        "dlogp",
-        "clean_drop_pp",
-        "sr",
-        "lr",
-        "lr_n",
-        "select_s",
-        "candidate",
-    ]
+    columns = ["case_id", "method", "group", "n", "e_pre", "e_post", "errors_corrected"]
+    columns += ["dlogp", "clean_drop_pp", "sr", "lr", "lr_n", "select_s", "candidate"]
     print(results[columns].round(2).to_string(index=False))
     return 0
 
 
+def run_camvid(args: argparse.Namespace) -> int:
+    """Label-free error cases on the CamVid test frames; C from the val frames (disjoint)."""
+    from edit_datasets import CAMVID, camvid_config
+
+    if not (CAMVID / "test").is_dir() or not (CAMVID / "testannot").is_dir():
+        print(f"skipped: CamVid not found at {CAMVID} (it lives outside the repo)")
+        return 0
+    textures = args.textures if args.textures != ["snow", "wood"] else ["snow"]
+    root = args.out_root or Path(tempfile.gettempdir()) / "cs-edit"
+    configs = {
+        "cases": camvid_config("test", textures),
+        "covariance": camvid_config("val", textures),
+    }
+    return run_label_free(args, build_pair(configs, root), ["road"])
+
+
+def run_coco(args: argparse.Namespace) -> int:
+    """Label-free error cases on two thirds of the COCO panoptic sample; C from the rest."""
+    from edit_datasets import COCO, COCO_CONCEPTS, coco_config, coco_split, link
+
+    if not (COCO / "annotations" / "panoptic_train2017.json").is_file():
+        print(f"skipped: the COCO panoptic sample not found at {COCO} (it lives outside the repo)")
+        return 0
+    root = args.out_root or Path(tempfile.gettempdir()) / "cs-edit"
+    concepts = args.concepts or COCO_CONCEPTS
+    case_photos, cov_photos = coco_split(args.cov_every)
+    configs = {}
+    for role, photos in (("cases", case_photos), ("covariance", cov_photos)):
+        folder = root / f"coco-photos-{role}"
+        link(photos, folder)
+        configs[role] = coco_config(f"coco-{role}", folder, concepts, args.textures)
+    print(
+        f"COCO: {len(case_photos)} photos for the cases, {len(cov_photos)} for C "
+        f"(every {args.cov_every}. photo by file name)"
+    )
+    return run_label_free(args, build_pair(configs, root), concepts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["imagenet", "camvid"], default="imagenet")
-    parser.add_argument("--out-root", type=Path, default=None, help="CamVid builds' folder")
-    parser.add_argument("--val-frac", type=float, default=0.12, help="CamVid validation share")
+    parser.add_argument("--dataset", choices=["imagenet", "camvid", "coco"], default="imagenet")
+    parser.add_argument("--out-root", type=Path, default=None, help="CamVid / COCO builds' folder")
+    parser.add_argument("--val-frac", type=float, default=None, help="CamVid 0.12, COCO 0.3")
+    parser.add_argument("--max-pairs", type=int, default=None, help="error cases (pairs) at most")
+    parser.add_argument("--concepts", nargs="+", default=None, help="COCO concepts")
+    parser.add_argument("--cov-every", type=int, default=3, help="every n-th photo for C")
+    parser.add_argument("--scales", nargs="+", type=float, default=None, help="rewrite scales")
     parser.add_argument("--limit", type=int, default=200, help="number of photos")
     parser.add_argument("--groups", nargs="+", default=["dog", "bird"])
     parser.add_argument("--textures", nargs="+", default=["snow", "wood"])
@@ -180,55 +235,67 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_HOME", str(Path(tempfile.gettempdir()) / "prefect-edit-real"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if args.dataset == "camvid":
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
-        return run_camvid(args)
+    torch.set_num_threads(args.threads)
+    if args.dataset in ("camvid", "coco"):
+        args.val_frac = args.val_frac or (0.12 if args.dataset == "camvid" else 0.3)
+        return run_camvid(args) if args.dataset == "camvid" else run_coco(args)
     if not (SAMPLES / "images").is_dir():
         print(f"skipped: ImageNet samples not found at {SAMPLES} (they live outside the repo)")
         return 0
-    os.environ.setdefault("PREFECT_HOME", str(Path(tempfile.gettempdir()) / "prefect-edit-real"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    return run_imagenet(args)
 
-    import shutil
 
+def run_imagenet(args: argparse.Namespace) -> int:
+    """Grouped cases (class groups) on the ImageNet samples; cam masks from another model."""
     import pandas as pd
     import torch
+    import yaml
+    from edit_datasets import link
 
     from flows.build import build_dataset
     from pipeline.editing.groups import build_group_cases, class_group
     from pipeline.editing.runner import run_edits
     from pipeline.report.edits import write_comparison
-    from pipeline.store.edits_layout import edits_dir
 
-    torch.set_num_threads(args.threads)
     total = time.perf_counter()
     groups = {name: class_group(name) for name in args.groups}
     tmp = Path(tempfile.gettempdir())
-    tag = f"{args.limit}-{'-'.join(args.groups)}-{args.max_side}"
+    tag = f"{args.limit}-{'-'.join(args.groups)}-{args.max_side}-c{args.cov_every}"
     out = args.out or tmp / f"conceptswap-edit-real-{tag}"
-    subset = tmp / f"imagenet-edit-subset-{tag}"
     photos = choose_photos(SAMPLES / "images", groups, args.limit)
-    link(photos, subset)
-    config = {
-        "name": f"edit-real-{tag}",
-        "source": {"kind": "folder", "path": str(subset)},
-        "image": {"max_side": args.max_side},
-        "segment": {"backend": "cam", "concepts": ["background"]},
-        "stylize": {"backend": "texture", "textures": args.textures, "styles_per_texture": 2},
-        "classifier": {"name": args.model, "device": args.device},
-    }
-    start = time.perf_counter()
-    build_dataset(config=config, out=str(out))
-    build_s = time.perf_counter() - start
-    manifest = pd.read_parquet(out / "manifest.parquet")
+    case_photos, cov_photos = split_for_covariance(photos, groups, args.cov_every)
     sizes = ", ".join(f"{name}: {len(classes)} classes" for name, classes in groups.items())
     print(
-        f"build: {len(photos)} photos ({sizes})"
-        f" -> {len(manifest)} counterfactuals ({int(manifest['kept'].sum())} kept) in "
-        f"{build_s:.1f} s  [{out}]"
+        f"{len(photos)} photos ({sizes}): {len(case_photos)} for the cases, {len(cov_photos)} "
+        f"(every {args.cov_every}. photo outside the groups) for C"
     )
+    builds = {"cases": out, "covariance": out.with_name(out.name + "-cov")}
+    for role, chosen in (("cases", case_photos), ("covariance", cov_photos)):
+        if not chosen:
+            continue
+        subset = tmp / f"imagenet-edit-subset-{tag}-{role}"
+        link(chosen, subset)
+        config = {
+            "name": f"edit-real-{tag}-{role}",
+            "source": {"kind": "folder", "path": str(subset)},
+            "image": {"max_side": args.max_side},
+            # cam masks come from a model other than the edited one (lite2 for lite0)
+            "segment": {"backend": "cam", "concepts": ["background"]},
+            "stylize": {"backend": "texture", "textures": args.textures, "styles_per_texture": 2},
+            "classifier": {"name": args.model, "device": args.device},
+        }
+        start = time.perf_counter()
+        build_dataset(config=config, out=str(builds[role]))
+        manifest = pd.read_parquet(builds[role] / "manifest.parquet")
+        print(
+            f"build {role}: {len(chosen)} photos -> {len(manifest)} counterfactuals "
+            f"({int(manifest['kept'].sum())} kept) in {time.perf_counter() - start:.1f} s "
+            f" [{builds[role]}]"
+        )
+    resolved = yaml.safe_load((out / "build.yaml").read_text()).get("resolved", {})
+    print(f"masks from: {resolved.get('mask_model')}; edited: {args.model}")
 
     cases = build_group_cases(out, groups, n_train=args.n_train, concepts=["background"])
     for case in cases:
@@ -240,11 +307,8 @@ def main() -> int:
     if not cases:
         print("no case could be planned (too few photos per group?)")
         return 1
-    if args.fresh and edits_dir(out).exists():
-        cache = edits_dir(out) / "cache"
-        for path in edits_dir(out).iterdir():
-            if path != cache:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if args.fresh:
+        clear_edits(out)
 
     start = time.perf_counter()
     folder = run_edits(
@@ -255,6 +319,8 @@ def main() -> int:
         cases=cases,
         budget_pp=args.budget_pp,
         device=args.device,
+        covariance_images=builds["covariance"] if cov_photos else None,
+        grids=scale_grids(args),
         log=print,
     )
     edit_s = time.perf_counter() - start

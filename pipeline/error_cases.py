@@ -58,9 +58,23 @@ def rank_pairs(eligible: pd.DataFrame) -> list[tuple[str, str, int]]:
 
 
 def _pick_exemplars(
+    rows: pd.DataFrame, n_train: int, rng: np.random.Generator, min_train: int | None = None
+) -> tuple[int, str, pd.DataFrame] | None:
+    """(target, style, exemplar rows) among the wrong counterfactuals, or None.
+
+    ``n_train`` exemplars if some style image has that many wrong photos, else (a small build,
+    such as the offline demo's six photos) as many as the best style image has, down to
+    ``min_train`` (default ``n_train``: no fewer)."""
+    for n in range(n_train, min(n_train, max(1, min_train or n_train)) - 1, -1):
+        found = _pick_n_exemplars(rows, n, rng)
+        if found is not None:
+            return found
+    return None
+
+
+def _pick_n_exemplars(
     rows: pd.DataFrame, n_train: int, rng: np.random.Generator
 ) -> tuple[int, str, pd.DataFrame] | None:
-    """(target, style, exemplar rows) among the wrong counterfactuals, or None."""
     wrong = rows[rows["error"]]
     labelled = rows["label"].notna().any()
     options: list[tuple[int, int, str]] = []  # (-error photos, target, style)
@@ -91,13 +105,14 @@ def make_error_case(
     n_train: int = 3,
     val_frac: float = 0.3,
     min_test: int = 1,
+    min_train: int | None = None,
 ) -> EditCase | None:
     """The error case of one (concept, texture) from its eligible rows; None if impossible
-    (fewer than ``n_train`` wrong photos in every style image, or fewer than ``min_test``
-    test counterfactuals in all)."""
+    (fewer than ``min_train`` wrong photos — default ``n_train`` — in every style image, or
+    fewer than ``min_test`` test counterfactuals in all)."""
     rows = rows.assign(error=induced_errors(rows))
     rng = _rng(seed, "errors", concept, texture)
-    found = _pick_exemplars(rows, n_train, rng)
+    found = _pick_exemplars(rows, n_train, rng, min_train)
     if found is None:
         return None
     target, style, train_rows = found
@@ -138,6 +153,8 @@ def make_error_case(
         "exemplar_classes": sorted(classes),
         "induced_errors": int(rows["error"].sum()),
     }
+    if len(train) < n_train:  # fewer wrong photos than asked for (ids of full cases unchanged)
+        params["n_train_found"] = len(train)
     return new_case(
         concept,
         texture,
@@ -163,8 +180,10 @@ def plan_error_cases(
     max_pairs: int | None = None,
     concepts: Sequence[str] | None = None,
     textures: Sequence[str] | None = None,
+    min_train: int | None = None,
 ) -> list[EditCase]:
-    """One error case per (concept, texture), pairs ranked by induced errors (most first)."""
+    """One error case per (concept, texture), pairs ranked by induced errors (most first);
+    ``min_train``: accept as few exemplars when no style image has ``n_train`` wrong photos."""
     if n_train < 1 or not 0.0 <= val_frac < 1.0:
         raise ValueError(f"need n_train >= 1 and 0 <= val_frac < 1; got {n_train}, {val_frac}")
     if manifest.empty:
@@ -177,7 +196,9 @@ def plan_error_cases(
     cases = []
     for concept, texture, _ in rank_pairs(eligible):
         rows = eligible[(eligible["concept"] == concept) & (eligible["texture"] == texture)]
-        case = make_error_case(rows, image_ids, concept, texture, seed, n_train, val_frac, min_test)
+        case = make_error_case(
+            rows, image_ids, concept, texture, seed, n_train, val_frac, min_test, min_train
+        )
         if case is not None:
             cases.append(case)
         if max_pairs is not None and len(cases) >= max_pairs:

@@ -298,3 +298,39 @@ def test_run_edits_plans_label_free_error_cases_end_to_end(tmp_path):
     assert (clean["acc_pre"] == 100.0).all()
     assert np.allclose(clean["clean_drop_pp"], 100.0 - clean["lr"])
     compare(results)  # the comparison reads label-free results like any others
+
+
+def test_a_small_build_gets_error_cases_with_fewer_exemplars(tmp_path):
+    """The demo's case: 6 photos, at most 2 wrong ones share a style image. Strict planning
+    finds nothing; the runner's plan accepts 2 exemplars; full cases keep their ids."""
+    manifest, images = _manifest(labels=False)
+    six = sorted(set(manifest["image_id"]))[:6]
+    small = manifest[manifest["image_id"].isin(six)].copy()
+    wrong_in_0 = small["style_image"].eq("snow/0") & small["image_id"].isin(six[1:3])
+    small["cf_pred"] = np.where(wrong_in_0, 99, small["clean_pred"])  # 2 wrong, in snow/0
+    assert plan_error_cases(small, six, n_train=3) == []
+    (case,) = plan_error_cases(small, six, n_train=3, min_train=1)
+    rows = small.set_index("cf_id")
+    assert len(case.train) == 2 and case.params["n_train_found"] == 2
+    assert (rows.loc[case.train, "cf_pred"] == 99).all() and case.train_style == "snow/0"
+    tested = {i for ids in case.test_groups.values() for i in ids}
+    assert tested and not set(rows.loc[list(tested), "image_id"]) & set(six[1:3])
+    assert plan_error_cases(small, six, n_train=3, min_train=3) == []
+    full = [c.case_id for c in plan_error_cases(manifest, images, n_train=3)]
+    assert [c.case_id for c in plan_error_cases(manifest, images, min_train=1)] == full
+
+    photos = [
+        {
+            "name": f"p{i}",
+            "label": None,
+            "clean": coded(1),
+            "mask": SQUARE,
+            "cfs": {"snow/0": coded(5 if i < 2 else 1)},
+            "cf_preds": {"snow/0": 5 if i < 2 else 1},
+            "clean_pred": 1,
+        }
+        for i in range(5)
+    ]
+    store = write_photo_build(tmp_path / "b", photos)
+    (planned,) = resolve_cases(store.root, plan="auto")  # what `conceptswap edit` plans
+    assert planned.params["plan"] == "errors" and len(planned.train) == 2

@@ -53,9 +53,10 @@ def _no_cases_reason(build_dir: Path) -> str:
     most = int(wrong.groupby("style_image")["image_id"].nunique().max()) if len(wrong) else 0
     return (
         f"no edit case in {build_dir}: a case needs 3 photos of one class in one style image "
-        f"(plan 'classes') or 3 photos whose counterfactual in one style image the classifier "
-        f"gets wrong (plan 'errors'); {len(kept)} counterfactuals are kept, {len(wrong)} of "
-        f"them misclassified, at most {most} wrong photos share a style image"
+        f"(plan 'classes') or photos whose counterfactual in one style image the classifier "
+        f"gets wrong (plan 'errors': 3, or as many as one style image has); {len(kept)} "
+        f"counterfactuals are kept, {len(wrong)} of them misclassified, at most {most} wrong "
+        "photos share a style image"
     )
 
 
@@ -79,7 +80,8 @@ def resolve_cases(
         if not found and plan in ("auto", "classes"):
             found = build_cases(build_dir)
         if not found and plan in ("auto", "errors"):
-            found = build_error_cases(build_dir)
+            # a small build (the demo: 6 photos) may have fewer than 3 wrong photos per style
+            found = build_error_cases(build_dir, min_train=1)
         if not found:
             raise NoCasesError(_no_cases_reason(Path(build_dir)))
         return found

@@ -1,0 +1,84 @@
+"""Build configs of the label-free editing benchmarks (CamVid, COCO panoptic sample).
+
+Split out of `benchmarks/edit_real.py` so the runner stays short. Every config reads the
+shared datasets in place (`../shared/datasets`, outside the repository) and builds into a
+temporary folder: the licences of these photos allow measurement only, never redistribution.
+
+Key statistics `C` must come from images that no case split uses, so each benchmark builds
+two data sets: CamVid's `test` frames (cases) and `val` frames (`C`); for COCO, whose sample
+has 100 photos and no split, every third photo by file name goes to the `C` build and the
+other two thirds to the case build (:func:`coco_split`), a deterministic split independent of
+content or predictions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CAMVID = DATASETS / "camvid"
+COCO = DATASETS / "coco-panoptic-sample"
+COCO_CONCEPTS = ["grass", "sky", "road", "snow", "tree"]
+PHOTO_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+
+def link(paths: list[Path], folder: Path) -> None:
+    """Symlink ``paths`` into ``folder`` (replacing earlier links): photos are never copied."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.is_symlink():
+            old.unlink()
+    for path in paths:
+        (folder / path.name).symlink_to(path)
+
+
+def camvid_config(split: str, textures: list[str]) -> dict:
+    """CamVid frames of one split, ground-truth road masks from the label PNGs, label-free."""
+    annot = f"{split}annot"
+    return {
+        "name": f"camvid-{split}",
+        "seed": 0,
+        "shard_size": 25,
+        "source": {"kind": "folder", "path": str(CAMVID / split)},
+        "segment": {
+            "backend": "annotations",
+            "concepts": ["road"],
+            "options": {
+                "label_maps": str(CAMVID / annot),
+                "label_names": "camvid",
+                "image_root": str(CAMVID / split),
+            },
+        },
+        "stylize": {"textures": textures},
+        "filter": {"require_clean_correct": False},
+    }
+
+
+def coco_split(every: int = 3) -> tuple[list[Path], list[Path]]:
+    """(case photos, covariance photos): every ``every``-th photo by file name (from the
+    ``every``-th on) for ``C``, the rest for the cases."""
+    photos = sorted(p for p in (COCO / "images").iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    covariance = photos[every - 1 :: every]
+    chosen = set(covariance)
+    return [p for p in photos if p not in chosen], covariance
+
+
+def coco_config(name: str, folder: Path, concepts: list[str], textures: list[str]) -> dict:
+    """The photos linked in ``folder``, ground-truth panoptic masks of ``concepts`` (COCO
+    stuff such as `sky-other-merged` → `sky` through the vocabulary), label-free."""
+    return {
+        "name": name,
+        "seed": 0,
+        "shard_size": 25,
+        "source": {"kind": "folder", "path": str(folder)},
+        "segment": {
+            "backend": "annotations",
+            "concepts": concepts,
+            "options": {
+                "panoptic_json": str(COCO / "annotations" / "panoptic_train2017.json"),
+                "image_root": str(COCO / "images"),
+            },
+        },
+        "stylize": {"textures": textures},
+        "filter": {"require_clean_correct": False},
+    }
