@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.classify.onnx_engine import cache_root, module_digest
+from pipeline.classify.onnx_engine import cache_root, module_digest, safe_model_id
 
 
 @dataclass(frozen=True)
@@ -71,9 +70,8 @@ def choice_path(
             _cpu(),
         ]
     )
-    safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id.split("@")[0])[:80]
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_root() / "engines" / f"{safe_id}-{digest}.json"
+    return cache_root() / "engines" / f"{safe_model_id(model_id)}-{digest}.json"
 
 
 def load(path: Path) -> Choice | None:

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,19 +47,40 @@ def module_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def safe_model_id(model_id: str) -> str:
+    """The model id without its weights suffix, safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id.split("@")[0])[:80]
+
+
+def cache_file(model_id: str, *parts: str) -> Path:
+    """`<model>-<parts>-torch<version>-op<opset>.onnx` in the cache folder."""
+    torch_version = re.sub(r"[^A-Za-z0-9.]+", "_", torch.__version__)
+    name = "-".join((safe_model_id(model_id), *parts, f"torch{torch_version}", f"op{OPSET}"))
+    return cache_dir() / f"{name}.onnx"
+
+
 def onnx_path(module: torch.nn.Module, input_shape: tuple[int, ...], model_id: str) -> Path:
     """The cache file of this module's export (model id, weights digest, torch, input shape)."""
-    safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id.split("@")[0])[:80]
     shape = "x".join(str(s) for s in input_shape)
-    torch_version = re.sub(r"[^A-Za-z0-9.]+", "_", torch.__version__)
-    name = f"{safe_id}-{module_digest(module)}-{shape}-torch{torch_version}-op{OPSET}.onnx"
-    return cache_dir() / name
+    return cache_file(model_id, module_digest(module), shape)
 
 
 def export_onnx(module: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
     """Export `module` (eval mode, float32, dynamic batch axis) to `path`, atomically."""
+    axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
+    return export_atomic(module, torch.zeros((2, *input_shape)), path, axes, "logits")
+
+
+def export_atomic(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    dynamic_axes: dict[str, dict[int, str]],
+    output_name: str,
+) -> Path:
+    """`torch.onnx.export` to a temporary file renamed to `path`: a crash never leaves a
+    half-written model that a later run would load."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros((2, *input_shape))
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx")
     os.close(handle)
     try:
@@ -69,8 +91,8 @@ def export_onnx(module: torch.nn.Module, input_shape: tuple[int, ...], path: Pat
                 (example,),
                 temp,
                 input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                output_names=[output_name],
+                dynamic_axes=dynamic_axes,
                 opset_version=OPSET,
                 dynamo=False,
             )
@@ -110,16 +132,22 @@ def load_onnx_engine(
 
     Raises ImportError when onnxruntime or onnx is missing, and whatever the export raises.
     """
+    path = onnx_path(module, input_shape, model_id)
+    return load_cached(path, lambda: export_onnx(module, input_shape, path))
+
+
+def load_cached(path: Path, export: Callable[[], object]) -> OnnxRuntimeEngine:
+    """The session of the export at `path`, running `export` first when the file is absent;
+    one session per (file, thread count) per process."""
     import onnxruntime  # noqa: F401  (fail here, before any export, with a clear ImportError)
 
-    path = onnx_path(module, input_shape, model_id)
     if not path.is_file():
         import onnx  # noqa: F401  (the exporter writes through it)
 
-        export_onnx(module, input_shape, path)
+        export()
     return _session(str(path), torch.get_num_threads())
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _session(path: str, threads: int) -> OnnxRuntimeEngine:
     return OnnxRuntimeEngine(Path(path), threads)

@@ -24,11 +24,6 @@ the segmenter id: masks agree to float rounding.
 from __future__ import annotations
 
 import logging
-import os
-import re
-import tempfile
-import warnings
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,39 +52,16 @@ class _Features(torch.nn.Module):
 
 def export_path(module: torch.nn.Module, model_id: str, part: str) -> Path:
     """The cache file of a dynamic-shape export (model id, part, weights digest, torch, opset)."""
-    safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id.split("@")[0])[:80]
-    torch_version = re.sub(r"[^A-Za-z0-9.]+", "_", torch.__version__)
-    digest = onnx_engine.module_digest(module)
-    name = f"{safe_id}-{part}-{digest}-dynhw-torch{torch_version}-op{onnx_engine.OPSET}.onnx"
-    return onnx_engine.cache_dir() / name
+    return onnx_engine.cache_file(model_id, part, onnx_engine.module_digest(module), "dynhw")
 
 
 def export_dynamic(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
     """Export `module` (eval, float32) with dynamic batch, height and width, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx")
-    os.close(handle)
     axes = {0: "batch", 2: "height", 3: "width"}
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(
-                module.eval(),
-                (example,),
-                temp,
-                input_names=["input"],
-                output_names=["output"],
-                # output axes beyond the batch are named only when the output is a map
-                dynamic_axes={"input": axes, "output": {0: "batch"}},
-                opset_version=onnx_engine.OPSET,
-                dynamo=False,
-            )
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path
+    # output axes beyond the batch are named only when the output is a map
+    return onnx_engine.export_atomic(
+        module, example, path, {"input": axes, "output": {0: "batch"}}, "output"
+    )
 
 
 def load_engine(
@@ -99,19 +71,8 @@ def load_engine(
 
     Raises ImportError when onnxruntime or onnx is missing, and whatever the export raises.
     """
-    import onnxruntime  # noqa: F401  (fail before any export, with a clear ImportError)
-
     path = export_path(module, model_id, part)
-    if not path.is_file():
-        import onnx  # noqa: F401  (the exporter writes through it)
-
-        export_dynamic(module, example, path)
-    return _session(str(path), torch.get_num_threads())
-
-
-@lru_cache(maxsize=8)
-def _session(path: str, threads: int) -> onnx_engine.OnnxRuntimeEngine:
-    return onnx_engine.OnnxRuntimeEngine(Path(path), threads)
+    return onnx_engine.load_cached(path, lambda: export_dynamic(module, example, path))
 
 
 def _probes(part: str, work_size: int, crop_size: int) -> list[torch.Tensor]:
