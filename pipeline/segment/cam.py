@@ -31,7 +31,9 @@ Scores (in [0, 1]):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,7 +53,9 @@ from pipeline.segment.cam_concepts import (
 )
 from pipeline.segment.layercam import layercam_map
 from pipeline.segment.refine import (
+    as_rgb,
     fill_holes,
+    gaussian_window,
     grabcut_from_cam,
     keep_seeded_components,
     resize_longer,
@@ -211,7 +215,7 @@ class CamSegmenter:
     ) -> list[list[ConceptDetection]]:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        rgb = [_as_rgb(image) for image in images]
+        rgb = [as_rgb(image) for image in images]
         works = [resize_longer(image, self.work_size) for image in rgb]
         found: list[dict[str, ConceptDetection]] = [{} for _ in rgb]
 
@@ -220,8 +224,15 @@ class CamSegmenter:
                 cams = self._layercams(rgb, [work for work, _ in works], labels)
             else:
                 cams = self._cams([work for work, _ in works], labels)
-            for i, (image, (work, _), cam) in enumerate(zip(rgb, works, cams, strict=True)):
-                found[i].update(self._object_background(image.shape[:2], work, *cam))
+            # GrabCut (OpenCV, GIL released) of one image runs while the next image's CAM is
+            # computed, and on every core: each cut is seeded, so the masks do not change
+            with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="grabcut") as pool:
+                cuts = [
+                    pool.submit(self._object_background, image.shape[:2], work, *cam)
+                    for image, (work, _), cam in zip(rgb, works, cams, strict=True)
+                ]
+            for i, cut in enumerate(cuts):
+                found[i].update(cut.result())
 
         if self.parts:
             heats = self._part_heats(rgb, works)
@@ -249,7 +260,7 @@ class CamSegmenter:
 
     def _cams(
         self, works: Sequence[np.ndarray], labels: Sequence[int | None]
-    ) -> list[tuple[np.ndarray, int, float]]:
+    ) -> Iterator[tuple[np.ndarray, int, float]]:
         """Per working image: (Grad-CAM at its size normalised to peak 1, class, p(class)).
 
         One forward pass per image (about the cost of two 224 px crops), so an image's CAM does
@@ -260,7 +271,6 @@ class CamSegmenter:
         for label in labels:
             if label is not None and not 0 <= int(label) < num_classes:
                 raise ValueError(f"label {label} outside the classifier's {num_classes} classes")
-        out: list[tuple[np.ndarray, int, float]] = []
         with torch.inference_mode(False), torch.enable_grad():
             for work, label in zip(works, labels, strict=True):
                 feats = self._engines.features(self._normalise([work]))  # no gradient
@@ -279,8 +289,7 @@ class CamSegmenter:
                 cam = np.clip(resize_map(cam_map, work.shape[:2]), 0.0, None)
                 peak = float(cam.max())
                 cam = cam / peak if peak > 0 else np.zeros_like(cam)
-                out.append((cam, cls, float(probs[cls])))
-        return out
+                yield cam, cls, float(probs[cls])
 
     def _layercams(
         self,
@@ -411,8 +420,8 @@ class CamSegmenter:
         num = np.zeros(shape, np.float64)
         den = np.zeros(shape, np.float64)
         for (x, y, bw, bh), value in zip(boxes, values, strict=True):
-            gy = _gaussian(bh)
-            gx = _gaussian(bw)
+            gy = gaussian_window(bh)
+            gx = gaussian_window(bw)
             weight = gy[:, None] * gx[None, :]
             num[y : y + bh, x : x + bw] += weight * float(value)
             den[y : y + bh, x : x + bw] += weight
@@ -428,23 +437,3 @@ class CamSegmenter:
         if not full.any():
             return None
         return ConceptDetection(concept, full, float(np.clip(heat.max(), 0.0, 1.0)))
-
-
-def _gaussian(size: int) -> np.ndarray:
-    """A Gaussian over `size` pixels centred on the window, σ = size / 4, peak 1."""
-    centre = (size - 1) / 2.0
-    sigma = max(size / 4.0, 1e-6)
-    offsets = np.arange(size, dtype=np.float64) - centre
-    return np.exp(-0.5 * (offsets / sigma) ** 2)
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 H x W x 3 (grey is repeated, alpha dropped)."""
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {array.dtype}")
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"images must be H x W x 3 RGB, got shape {array.shape}")
-    return np.ascontiguousarray(array[:, :, :3])

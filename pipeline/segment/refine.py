@@ -115,3 +115,23 @@ def superpixel_mask(
     means = sums / np.maximum(counts, 1)
     mask = (means > threshold)[labels]
     return mask if mask.any() else raw
+
+
+def gaussian_window(size: int) -> np.ndarray:
+    """A Gaussian over `size` pixels centred on the window, σ = size / 4, peak 1."""
+    centre = (size - 1) / 2.0
+    sigma = max(size / 4.0, 1e-6)
+    offsets = np.arange(size, dtype=np.float64) - centre
+    return np.exp(-0.5 * (offsets / sigma) ** 2)
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 H x W x 3 (grey is repeated, alpha dropped)."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"images must be H x W x 3 RGB, got shape {array.shape}")
+    return np.ascontiguousarray(array[:, :, :3])
