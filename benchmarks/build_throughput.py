@@ -6,8 +6,10 @@
 
 Everything runs in this process. The loaded models' methods are wrapped with
 `time.perf_counter` timers (`Segmenter.segment`, `Stylizer.stylize`,
-`Classifier.predict_proba`, through `flows.build.load_*`); calls nested in another model call
-(the `cam` segmenter shares the classifier) count once, in the outer call. The stage functions
+`Classifier.predict_proba` and `predict_proba_tensor`, through `flows.build.load_*`); calls
+nested in another model call (the `cam` segmenter shares the classifier) count once, in the
+outer call. The classifier's preprocessing, done one batch ahead in the compositing thread, is
+outside its timer (it overlaps the model). The stage functions
 (`ingest_shard`, `segment_shard`, ...) are timed the same way, so the wall time splits into
 
 * models: the three methods above;
@@ -45,7 +47,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-MODEL_METHODS = {"segmenter": "segment", "stylizer": "stylize", "classifier": "predict_proba"}
+MODEL_METHODS = {  # per role, the methods timed (a call nested in another counts once)
+    "segmenter": ("segment",),
+    "stylizer": ("stylize",),
+    "classifier": ("predict_proba", "predict_proba_tensor"),
+}
 LOADERS = ("segmenter", "stylizer", "classifier")  # the `Backends` attributes whose models load
 STAGES = ("ingest_shard", "segment_shard", "stylize_shard", "counterfactual_shard")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -59,6 +65,7 @@ class BuildTimer:
         self.calls: Counter[str] = Counter()
         self.items: Counter[str] = Counter()  # images passed to each model
         self.styles: Counter[str] = Counter()  # style images loaded for a stylize batch
+        self.cpu_seconds: Counter[str] = Counter()  # per stage, CPU time of all threads
         self._depth = 0
         self._wrapped: set[int] = set()
 
@@ -81,8 +88,9 @@ class BuildTimer:
     def instrument(self, role: str, model: Any) -> Any:
         """Wrap the model's method once (the loaders cache one instance per process)."""
         if id(model) not in self._wrapped:
-            name = MODEL_METHODS[role]
-            setattr(model, name, self._timed_model(role, getattr(model, name)))
+            for name in MODEL_METHODS[role]:
+                if hasattr(model, name):
+                    setattr(model, name, self._timed_model(role, getattr(model, name)))
             self._wrapped.add(id(model))
         return model
 
@@ -118,11 +126,12 @@ class BuildTimer:
 
         def stage(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             def timed(*args: Any, **kwargs: Any) -> Any:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 try:
                     return original(*args, **kwargs)
                 finally:
                     self.seconds[name] += time.perf_counter() - start
+                    self.cpu_seconds[name] += time.process_time() - cpu_start
                     self.calls[name] += 1
 
             return timed
@@ -211,6 +220,10 @@ def print_run(label: str, wall: float, images: int, timer: BuildTimer, rows: int
             f"  {role:<10} {timer.seconds[role]:7.1f} s  {timer.calls[role]:4d} calls, "
             f"{timer.items[role]:5d} images"
         )
+    for name in STAGES:
+        seconds, cpu = timer.seconds[name], timer.cpu_seconds[name]
+        busy = cpu / seconds if seconds else 0.0
+        print(f"  {name:<21} {seconds:6.1f} s wall, {cpu:6.1f} s CPU ({busy:.2f} cores busy)")
     print(f"  models total        {model:7.1f} s  ({model / wall:.0%} of the wall time)")
     print(f"  stages, not models  {stages - model:7.1f} s  (decode, PNG, compositing, parts)")
     print(f"  flow                {wall - stages:7.1f} s  (Prefect, build.yaml, manifests, report)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -152,8 +153,26 @@ def resize_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
+# RGB PNGs: zlib level 1 with the RLE strategy after the Paeth filter. Measured on 384 px
+# photos and counterfactuals: 11.8 ms and 253 KB per image against 28.8 ms and 249 KB for
+# Pillow at level 3, which made PNG encoding a third of a build's CPU time (docs/performance.md)
+_RGB_PNG_PARAMS = [
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_PAETH,
+]
+
+
 def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of an RGB uint8 image or a boolean mask (1-bit)."""
+    """PNG bytes of an RGB uint8 image or a boolean mask (1-bit); lossless either way."""
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array[..., ::-1]), _RGB_PNG_PARAMS)
+        if not ok:
+            raise ValueError(f"OpenCV could not encode a {array.shape} image as PNG")
+        return encoded.tobytes()
     if array.dtype == bool:
         image = Image.fromarray(array.astype(np.uint8) * 255, "L").convert("1")
     else:

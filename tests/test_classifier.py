@@ -48,3 +48,20 @@ def test_topk_orders_by_probability() -> None:
 
     rows = topk(np.array([[0.1, 0.7, 0.2]]), 2)
     assert rows == [[[1, pytest.approx(0.7)], [2, pytest.approx(0.2)]]]
+
+
+def test_batched_preprocessing_equals_the_per_image_transform(classifier) -> None:
+    """The batch path (PIL steps per image, one to-tensor + normalise) gives the same bits as
+    the model's own transform applied image by image, on photos of different sizes."""
+    from PIL import Image
+
+    photos = [
+        skimage.data.astronaut(),
+        skimage.data.coffee()[:301, :417],
+        skimage.data.chelsea()[7:, 3:],
+        skimage.data.rocket(),
+    ]
+    batch = classifier.preprocess(photos)
+    reference = torch.stack([classifier.transform(Image.fromarray(p)) for p in photos])
+    assert batch.shape == reference.shape == (4, 3, 224, 224)
+    assert torch.equal(batch, reference)

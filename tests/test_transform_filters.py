@@ -31,6 +31,21 @@ def test_feathered_mask_softens_the_edge_only() -> None:
     assert 0 < out[0, 15, 0] < 255 and 0 < out[0, 16, 0] < 255
 
 
+def test_composite_is_the_documented_formula_to_the_bit() -> None:
+    """cf = rint(image * (1 - w) + stylized * w), w = blend * soft mask, in float32."""
+    from pipeline.transform import soft_mask
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    stylized = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mask = rng.random((37, 53)) > 0.4
+    for blend, feather in [(0.8, 0.0), (0.65, 1.5), (1.0, 3.0)]:
+        weight = soft_mask(mask, feather)[..., None] * np.float32(blend)
+        expected = image.astype(np.float32) * (1 - weight) + stylized.astype(np.float32) * weight
+        expected = np.clip(np.rint(expected), 0, 255).astype(np.uint8)
+        assert np.array_equal(composite(image, stylized, mask, blend, feather), expected)
+
+
 def verdicts(**overrides):  # type: ignore[no-untyped-def]
     values = dict(concept="background", label=1, clean_pred=1, cf_pred=2, mask_kept=True)
     values.update(overrides)

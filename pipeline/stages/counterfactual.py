@@ -8,10 +8,11 @@ while the classifier runs the current one, so the model never waits for the comp
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -102,24 +103,29 @@ def _batches(items: Sequence[Planned], size: int) -> Iterator[Sequence[Planned]]
 
 
 def _rendered(
-    planned: Sequence[Planned], render: Renderer, size: int
-) -> Iterator[tuple[Sequence[Planned], list[np.ndarray]]]:
-    """Batches of planned counterfactuals with their pixels; batch i+1 is composited in a
+    planned: Sequence[Planned],
+    render: Renderer,
+    size: int,
+    prepare: Callable[[list[np.ndarray]], Any] | None = None,
+) -> Iterator[tuple[Sequence[Planned], list[np.ndarray], Any]]:
+    """Batches of planned counterfactuals with their pixels and, given `prepare` (the
+    classifier's preprocessing), its input batch; batch i+1 is composited and preprocessed in a
     worker thread while the caller classifies batch i (one batch ahead: memory stays flat)."""
     batches = list(_batches(planned, size))
     if not batches:
         return
 
-    def render_batch(batch: Sequence[Planned]) -> list[np.ndarray]:
-        return [render(item) for item in batch]
+    def render_batch(batch: Sequence[Planned]) -> tuple[list[np.ndarray], Any]:
+        pixels = [render(item) for item in batch]
+        return pixels, (prepare(pixels) if prepare is not None else None)
 
     with ThreadPoolExecutor(max_workers=1) as prefetch:  # one thread: the Renderer's caches
         pending = prefetch.submit(render_batch, batches[0])
         for index, batch in enumerate(batches):
-            pixels = pending.result()
+            pixels, prepared = pending.result()
             if index + 1 < len(batches):
                 pending = prefetch.submit(render_batch, batches[index + 1])
-            yield batch, pixels
+            yield batch, pixels, prepared
 
 
 def counterfactual_shard(
@@ -181,12 +187,20 @@ def _classify_and_judge(
 ) -> list[Counterfactual]:
     names = classifier.class_names
     records: list[Counterfactual] = []
-    for batch, pixels in _rendered(planned, render, config.classifier.batch_size):
+    # classifiers with `predict_proba_tensor` get their batches preprocessed one batch ahead
+    tensor_proba = getattr(classifier, "predict_proba_tensor", None)
+    prepare = classifier.preprocess if tensor_proba is not None else None
+    for batch, pixels, prepared in _rendered(
+        planned, render, config.classifier.batch_size, prepare
+    ):
         for item, image in zip(batch, pixels, strict=True):
             relpath = store.relpath("counterfactuals", item.cf_id)
             if not store.exists(relpath):
                 writer.save(relpath, image)
-        cf_probs = classifier.predict_proba(pixels)
+        if tensor_proba is not None:
+            cf_probs = tensor_proba(prepared)
+        else:
+            cf_probs = classifier.predict_proba(pixels)
         for item, probs in zip(batch, cf_probs, strict=True):
             clean = clean_probs[item.image.image_id]
             clean_pred, cf_pred = int(np.argmax(clean)), int(np.argmax(probs))
