@@ -5,8 +5,8 @@ and torch, or two batch sizes, agree only to ~1e-6 in the probabilities. Re-prob
 load would let a resumed build store other bits than the build it resumes, so the first probe's
 choice is written to `$CONCEPTSWAP_CACHE/engines/` (or `~/.cache/conceptswap/engines/`), keyed
 by the model id, its weights digest, the input shape, the candidates, the torch and onnxruntime
-versions, the thread count and the CPU, and read back by every later load. Delete the file (or
-the folder) to measure again.
+versions, the ONNX Runtime session settings, the thread count and the CPU, and read back by
+every later load. Delete the file (or the folder) to measure again.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.classify.onnx_engine import cache_root, module_digest, safe_model_id
+from pipeline.classify.onnx_engine import (
+    SESSION_CONFIG,
+    cache_root,
+    module_digest,
+    safe_model_id,
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ def choice_path(
             candidates,
             torch.__version__,
             _onnxruntime_version(),
+            sorted(SESSION_CONFIG.items()),
             torch.get_num_threads(),
             os.cpu_count(),
             _cpu(),

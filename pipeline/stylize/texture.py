@@ -17,7 +17,9 @@ Steps per image:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -119,15 +121,20 @@ class TextureStylizer:
         style_rgb = to_rgb_uint8(style)
         style_mean, style_std = channel_stats(rgb_to_space(style_rgb, self.colour_space))
         resized: dict[int, np.ndarray] = {}  # style resampled per target size, shared in a batch
-        outputs = []
+        jobs = []
         for image in images:
             rgb = to_rgb_uint8(image)
             short = style_short_side(rgb.shape[0], rgb.shape[1], self.scale)
             if short not in resized:
                 small = resize_short_side(style_rgb, short)
                 resized[short] = rgb_to_space(small, self.colour_space)
-            outputs.append(self._render(rgb, resized[short], style_mean, style_std, seed))
-        return outputs
+            jobs.append((rgb, resized[short]))
+        if len(jobs) < 2:
+            return [self._render(rgb, small, style_mean, style_std, seed) for rgb, small in jobs]
+        # images render on every core (numpy and OpenCV release the GIL); each has its own
+        # random generator, so the outputs do not depend on the order or the thread
+        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+            return list(pool.map(lambda job: self._render(*job, style_mean, style_std, seed), jobs))
 
     def _render(
         self,
