@@ -153,9 +153,9 @@ def resize_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
-# RGB PNGs: zlib level 1 with the RLE strategy after the Paeth filter. Measured on 384 px
-# photos and counterfactuals: 11.8 ms and 253 KB per image against 28.8 ms and 249 KB for
-# Pillow at level 3, which made PNG encoding a third of a build's CPU time (docs/performance.md)
+# RGB PNGs: zlib level 1 with the RLE strategy after the Paeth filter, through OpenCV: half
+# the CPU time of Pillow at level 3 for 2 % more bytes on 384 px photos and counterfactuals
+# (benchmarks/png_encode.py), where encoding had been a third of a build's CPU time
 _RGB_PNG_PARAMS = [
     cv2.IMWRITE_PNG_COMPRESSION,
     1,

@@ -94,9 +94,10 @@ class BuildStore:
 
     @contextmanager
     def png_writer(self, threads: int = 2, max_pending: int = 32) -> Iterator[PngWriter]:
-        """Save PNGs on background threads: Pillow releases the GIL while it compresses, so the
-        encoding overlaps the next model call. The block ends only when every file is written
-        (the first error is raised then), so a stage still writes its part after its files."""
+        """Save PNGs on background threads: OpenCV and Pillow release the GIL while they
+        compress, so the encoding overlaps the next model call. The block ends only when every
+        file is written (the first error is raised then), so a stage still writes its part
+        after its files."""
         with ThreadPoolExecutor(threads, thread_name_prefix="png-writer") as pool:
             writer = PngWriter(self, pool, max_pending)
             try:
