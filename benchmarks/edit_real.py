@@ -1,6 +1,6 @@
 """Edit a real classifier on real photos: rewrite vs fine-tuning (CamVid, COCO, ImageNet).
 
-    .venv/bin/python benchmarks/edit_real.py --dataset camvid [--out-root DIR] [--val-frac 0.12]
+    .venv/bin/python benchmarks/edit_real.py --dataset camvid [--out-root DIR] [--val-frac 0.1]
     .venv/bin/python benchmarks/edit_real.py --dataset coco [--concepts grass sky road snow tree]
         [--textures snow wood] [--max-pairs N] [--cov-every 3] [--val-frac 0.3]
     .venv/bin/python benchmarks/edit_real.py [--limit 200] [--groups dog bird]
@@ -174,11 +174,15 @@ def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: 
 
 def run_camvid(args: argparse.Namespace) -> int:
     """Label-free error cases on the CamVid test frames; C from the val frames (disjoint)."""
-    from edit_datasets import CAMVID, camvid_config
+    from edit_datasets import CAMVID, MIN_HELDOUT, camvid_config, heldout_photos
 
     if not (CAMVID / "test").is_dir() or not (CAMVID / "testannot").is_dir():
         print(f"skipped: CamVid not found at {CAMVID} (it lives outside the repo)")
         return 0
+    frames = sum(1 for p in (CAMVID / "test").iterdir() if p.suffix.lower() == ".png")
+    held = heldout_photos(frames, args.n_train, args.val_frac)
+    if held < MIN_HELDOUT:
+        print(f"warning: {held} of {frames} frames held out (< {MIN_HELDOUT}); lower --val-frac")
     textures = args.textures if args.textures != ["snow", "wood"] else ["snow"]
     root = args.out_root or Path(tempfile.gettempdir()) / "cs-edit"
     configs = {
@@ -214,7 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["imagenet", "camvid", "coco"], default="imagenet")
     parser.add_argument("--out-root", type=Path, default=None, help="CamVid / COCO builds' folder")
-    parser.add_argument("--val-frac", type=float, default=None, help="CamVid 0.12, COCO 0.3")
+    parser.add_argument("--val-frac", type=float, default=None, help="CamVid 0.1, COCO 0.3")
     parser.add_argument("--max-pairs", type=int, default=None, help="error cases (pairs) at most")
     parser.add_argument("--concepts", nargs="+", default=None, help="COCO concepts")
     parser.add_argument("--cov-every", type=int, default=3, help="every n-th photo for C")
@@ -228,7 +232,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="build directory")
     parser.add_argument("--max-side", type=int, default=224)
     parser.add_argument("--budget-pp", type=float, default=1.0)
-    parser.add_argument("--n-train", type=int, default=3)
+    parser.add_argument("--n-train", type=int, default=None, help="CamVid 10, else 3")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fresh", action="store_true", help="delete earlier edit results")
@@ -238,8 +242,14 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.dataset == "camvid":  # the measured defaults (edit_datasets.CAMVID_DEFAULTS)
+        from edit_datasets import CAMVID_DEFAULTS
+
+        for key, value in CAMVID_DEFAULTS.items():
+            setattr(args, key, getattr(args, key) or value)
+    args.n_train = args.n_train or 3
     if args.dataset in ("camvid", "coco"):
-        args.val_frac = args.val_frac or (0.12 if args.dataset == "camvid" else 0.3)
+        args.val_frac = args.val_frac or 0.3
         return run_camvid(args) if args.dataset == "camvid" else run_coco(args)
     if not (SAMPLES / "images").is_dir():
         print(f"skipped: ImageNet samples not found at {SAMPLES} (they live outside the repo)")

@@ -334,3 +334,23 @@ def test_a_small_build_gets_error_cases_with_fewer_exemplars(tmp_path):
     store = write_photo_build(tmp_path / "b", photos)
     (planned,) = resolve_cases(store.root, plan="auto")  # what `conceptswap edit` plans
     assert planned.params["plan"] == "errors" and len(planned.train) == 2
+
+
+def test_camvid_defaults_hold_out_the_photos_the_error_plan_holds_out():
+    """The benchmark's held-out count is the error plan's: 233 CamVid frames with 10
+    exemplars at val_frac 0.1 keep 201 >= 200 held out (0.12 would keep 196)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from edit_datasets import CAMVID_DEFAULTS, MIN_HELDOUT, heldout_photos
+
+    manifest, images = _manifest(False)
+    (case,) = plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3)
+    tested = set(manifest.set_index("cf_id").loc[case.validation_cf, "image_id"])
+    assert heldout_photos(40, 3, 0.3) == 26 == 40 - 3 - len(tested)
+    assert len(set(case.heldout) & set(manifest["image_id"])) == 26  # photos with the concept
+    n, frac = CAMVID_DEFAULTS["n_train"], CAMVID_DEFAULTS["val_frac"]
+    assert heldout_photos(233, n, frac) == 201 >= MIN_HELDOUT
+    assert heldout_photos(233, n, 0.12) == 196 < MIN_HELDOUT
+    assert 1.0 in CAMVID_DEFAULTS["scales"]  # the grid reaches the true closed form
