@@ -29,11 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edit_datasets import CAMVID, COCO, camvid_segment, coco_segment
 from PIL import Image
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-COCO = DATASETS / "coco-panoptic-sample"
-CAMVID = DATASETS / "camvid"
 CONCEPTS = ["road", "sky", "grass"]
 COCO_NAMES = {"road": {"road"}, "sky": {"sky-other-merged"}, "grass": {"grass-merged"}}
 CAMVID_INDEX = {"road": 3, "sky": 0}
@@ -44,14 +42,7 @@ def coco_config(limit: int | None, textures: list[str]) -> dict:
         "name": "annotated-coco",
         "source": {"kind": "folder", "path": str(COCO / "images"), "limit": limit},
         "image": {"max_side": 1024},
-        "segment": {
-            "backend": "annotations",
-            "concepts": CONCEPTS,
-            "options": {
-                "panoptic_json": str(COCO / "annotations" / "panoptic_train2017.json"),
-                "image_root": str(COCO / "images"),
-            },
-        },
+        "segment": coco_segment(CONCEPTS),
         "stylize": {"textures": textures, "styles_per_texture": 1},
         "transform": {"blend": 1.0},
     }
@@ -62,15 +53,7 @@ def camvid_config(limit: int | None, textures: list[str]) -> dict:
         "name": "annotated-camvid",
         "source": {"kind": "folder", "path": str(CAMVID / "val"), "limit": limit},
         "image": {"max_side": 1024},
-        "segment": {
-            "backend": "annotations",
-            "concepts": list(CAMVID_INDEX),  # CamVid has no grass class
-            "options": {
-                "label_maps": str(CAMVID / "valannot"),
-                "label_names": "camvid",
-                "image_root": str(CAMVID / "val"),
-            },
-        },
+        "segment": camvid_segment("val", list(CAMVID_INDEX)),  # CamVid has no grass class
         "stylize": {"textures": textures, "styles_per_texture": 1},
         "transform": {"blend": 1.0},
     }

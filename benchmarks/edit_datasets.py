@@ -34,6 +34,25 @@ def heldout_photos(n_photos: int, n_train: int, val_frac: float) -> int:
     return rest - round(val_frac * rest)
 
 
+def coco_segment(concepts: list[str]) -> dict:
+    """The `segment` section: the sample's ground-truth panoptic masks of `concepts`."""
+    options = {
+        "panoptic_json": str(COCO / "annotations" / "panoptic_train2017.json"),
+        "image_root": str(COCO / "images"),
+    }
+    return {"backend": "annotations", "concepts": concepts, "options": options}
+
+
+def camvid_segment(split: str, concepts: list[str]) -> dict:
+    """The `segment` section: the masks of `concepts` in the label PNGs of a CamVid split."""
+    options = {
+        "label_maps": str(CAMVID / f"{split}annot"),
+        "label_names": "camvid",
+        "image_root": str(CAMVID / split),
+    }
+    return {"backend": "annotations", "concepts": concepts, "options": options}
+
+
 def link(paths: list[Path], folder: Path) -> None:
     """Symlink ``paths`` into ``folder`` (replacing earlier links): photos are never copied."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -46,21 +65,12 @@ def link(paths: list[Path], folder: Path) -> None:
 
 def camvid_config(split: str, textures: list[str]) -> dict:
     """CamVid frames of one split, ground-truth road masks from the label PNGs, label-free."""
-    annot = f"{split}annot"
     return {
         "name": f"camvid-{split}",
         "seed": 0,
         "shard_size": 25,
         "source": {"kind": "folder", "path": str(CAMVID / split)},
-        "segment": {
-            "backend": "annotations",
-            "concepts": ["road"],
-            "options": {
-                "label_maps": str(CAMVID / annot),
-                "label_names": "camvid",
-                "image_root": str(CAMVID / split),
-            },
-        },
+        "segment": camvid_segment(split, ["road"]),
         "stylize": {"textures": textures},
         "filter": {"require_clean_correct": False},
     }
@@ -83,14 +93,7 @@ def coco_config(name: str, folder: Path, concepts: list[str], textures: list[str
         "seed": 0,
         "shard_size": 25,
         "source": {"kind": "folder", "path": str(folder)},
-        "segment": {
-            "backend": "annotations",
-            "concepts": concepts,
-            "options": {
-                "panoptic_json": str(COCO / "annotations" / "panoptic_train2017.json"),
-                "image_root": str(COCO / "images"),
-            },
-        },
+        "segment": coco_segment(concepts),
         "stylize": {"textures": textures},
         "filter": {"require_clean_correct": False},
     }

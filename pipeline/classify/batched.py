@@ -17,6 +17,9 @@ from PIL import Image
 
 from pipeline.classify.engines import Engine, EngineInfo, TorchEngine, select_engine
 
+# (PIL resize/crop steps, mean, std) of a transform that `preprocess` batches
+_BatchTransform = tuple[list[Callable[[Image.Image], Image.Image]], torch.Tensor, torch.Tensor]
+
 
 class _Forward(torch.nn.Module):
     """A classifier's own `forward` as a module, for exporting classifiers that override it."""
@@ -46,24 +49,25 @@ class BatchedTorchClassifier:
     id: str
     engine_info: EngineInfo | None = None
     _engine: Engine | None = None
+    _split_of: tuple[Callable, _BatchTransform | None] | None = None
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        split = _pil_steps_then_normalise(self.transform)
-        if split is None:
-            return torch.stack([self.transform(Image.fromarray(image)) for image in images])
-        # the PIL steps per image, then to-tensor and normalise once for the whole batch: the
-        # same float32 operations as the per-image transform, at a fraction of its overhead
-        pil_steps, mean, std = split
-        crops = []
-        for image in images:
-            pil = Image.fromarray(image)
-            for step in pil_steps:
-                pil = step(pil)
-            crops.append(np.asarray(pil))
-        if any(crop.ndim != 3 or crop.shape[2] != 3 for crop in crops):  # not RGB: as it was
-            return torch.stack([self.transform(Image.fromarray(image)) for image in images])
-        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
-        return batch.sub_(mean).div_(std).contiguous()
+        split = self._batch_transform()
+        if split is not None:
+            # the PIL steps per image, then to-tensor and normalise once for the whole batch:
+            # the same float32 operations as the per-image transform, at a fraction of its cost
+            pil_steps, mean, std = split
+            crops = [_apply(pil_steps, image) for image in images]
+            if all(crop.ndim == 3 and crop.shape[2] == 3 for crop in crops):
+                batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
+                return batch.sub_(mean).div_(std).contiguous()
+        return torch.stack([self.transform(Image.fromarray(image)) for image in images])
+
+    def _batch_transform(self) -> _BatchTransform | None:
+        """`transform` split for batching, worked out once per transform object."""
+        if self._split_of is None or self._split_of[0] is not self.transform:
+            self._split_of = (self.transform, _pil_steps_then_normalise(self.transform))
+        return self._split_of[1]
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch)
@@ -124,9 +128,16 @@ class BatchedTorchClassifier:
         return np.concatenate(outputs).astype(np.float32)
 
 
+def _apply(steps: list[Callable[[Image.Image], Image.Image]], image: np.ndarray) -> np.ndarray:
+    pil = Image.fromarray(image)
+    for step in steps:
+        pil = step(pil)
+    return np.asarray(pil)
+
+
 def _pil_steps_then_normalise(
     transform: Callable[[Image.Image], torch.Tensor],
-) -> tuple[list[Callable[[Image.Image], Image.Image]], torch.Tensor, torch.Tensor] | None:
+) -> _BatchTransform | None:
     """(PIL steps, mean, std) when `transform` is a torchvision `Compose` of PIL resize/crop
     steps, a PIL-to-float tensor step and `Normalize` (timm's and torchvision's eval
     transforms); None for anything else, which then runs as it is."""
