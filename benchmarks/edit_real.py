@@ -42,6 +42,8 @@ from pathlib import Path
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SAMPLES = DATASETS / "imagenet-samples"
+TEST_GROUPS = ["target_train_style", "target_heldout_style", "other_train_style"]
+TEST_GROUPS += ["other_heldout_style"]
 METHODS = ["rewrite", "rewrite-closed", "rewrite-multikey", "finetune-local", "finetune-global"]
 
 
@@ -131,6 +133,7 @@ def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: 
         val_frac=args.val_frac,
         concepts=concepts,
         max_pairs=args.max_pairs,
+        each_style=bool(args.each_style),
     )
     for case in cases:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in case.test_groups.items())
@@ -153,7 +156,7 @@ def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: 
         cases=cases,
         budget_pp=args.budget_pp,
         device=args.device,
-        covariance_images=builds["covariance"],
+        covariance_images=covariance_sets(args, builds["covariance"]),
         grids=scale_grids(args),
         log=print,
     )
@@ -169,7 +172,29 @@ def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: 
     columns = ["case_id", "method", "group", "n", "e_pre", "e_post", "errors_corrected"]
     columns += ["dlogp", "clean_drop_pp", "sr", "lr", "lr_n", "select_s", "candidate"]
     print(results[columns].round(2).to_string(index=False))
+    print_pooled(results)
     return 0
+
+
+def covariance_sets(args: argparse.Namespace, build: Path) -> Path | list[Path]:
+    """The second build, plus ``--cov-extra`` folders (``C`` = the mean of their moments)."""
+    extra = [] if args.cov_extra in (None, ["none"]) else [Path(p) for p in args.cov_extra]
+    missing = [p for p in extra if not p.is_dir()]
+    if missing:
+        raise SystemExit(f"--cov-extra: not a folder: {', '.join(map(str, missing))}")
+    return [build, *extra] if extra else build
+
+
+def print_pooled(results) -> None:
+    """Errors corrected pooled over cases: sum E_pre and E_post per (method, group)."""
+    tests = results[results["group"].isin(TEST_GROUPS)]
+    pooled = tests.groupby(["method", "group"], sort=False)[["e_pre", "e_post", "n"]].sum()
+    pooled["errors_corrected_pooled"] = 100 * (pooled["e_pre"] - pooled["e_post"]) / pooled["e_pre"]
+    clean = results[results["group"] == "clean"].groupby("method", sort=False)
+    print("\npooled over cases: E_pre, E_post and errors corrected (%)")
+    print(pooled.round(1).to_string())
+    print("\nclean change per case (pp) and its mean over cases")
+    print(clean["clean_drop_pp"].agg(["count", "min", "max", "mean"]).round(2).to_string())
 
 
 def run_camvid(args: argparse.Namespace) -> int:
@@ -222,6 +247,19 @@ def main() -> int:
     parser.add_argument("--max-pairs", type=int, default=None, help="error cases (pairs) at most")
     parser.add_argument("--concepts", nargs="+", default=None, help="COCO concepts")
     parser.add_argument("--cov-every", type=int, default=3, help="every n-th photo for C")
+    parser.add_argument(
+        "--cov-extra",
+        nargs="+",
+        default=None,
+        help="CamVid / COCO: more image folders for C, mixed with equal weights (CamVid: the "
+        "ImageNet samples where present; 'none': only the second build)",
+    )
+    parser.add_argument(
+        "--each-style",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="CamVid / COCO: one case per style image (CamVid default)",
+    )
     parser.add_argument("--scales", nargs="+", type=float, default=None, help="rewrite scales")
     parser.add_argument("--limit", type=int, default=200, help="number of photos")
     parser.add_argument("--groups", nargs="+", default=["dog", "bird"])
@@ -246,7 +284,10 @@ def main() -> int:
         from edit_datasets import CAMVID_DEFAULTS
 
         for key, value in CAMVID_DEFAULTS.items():
-            setattr(args, key, getattr(args, key) or value)
+            setattr(args, key, value if getattr(args, key) is None else getattr(args, key))
+        if args.cov_extra != ["none"] and not all(Path(p).is_dir() for p in args.cov_extra):
+            print(f"note: {args.cov_extra} not found; C from the val frames only")
+            args.cov_extra = None
     args.n_train = args.n_train or 3
     if args.dataset in ("camvid", "coco"):
         args.val_frac = args.val_frac or 0.3
@@ -357,20 +398,7 @@ def run_imagenet(args: argparse.Namespace) -> int:
     ]
     print("per case (clean drop on heldout images; times: selection incl. every grid point)")
     print(per_case.round(2).to_string(index=False))
-    tests = results[
-        results["group"].isin(
-            [
-                "target_train_style",
-                "target_heldout_style",
-                "other_train_style",
-                "other_heldout_style",
-            ]
-        )
-    ]
-    pooled = tests.groupby(["method", "group"], sort=False)[["e_pre", "e_post", "n"]].sum()
-    pooled["errors_corrected_pooled"] = 100 * (pooled["e_pre"] - pooled["e_post"]) / pooled["e_pre"]
-    print("\npooled over cases: E_pre, E_post and errors corrected (%)")
-    print(pooled.round(1).to_string())
+    print_pooled(results)
     print(f"\ntotal {time.perf_counter() - total:.1f} s on {torch.get_num_threads()} threads")
     return 0
 

@@ -249,6 +249,14 @@ def edit(
         str,
         typer.Option("--plan", help="Case plan if BUILD/cases is empty: auto, classes or errors."),
     ] = "auto",
+    covariance: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--covariance",
+            help="Images for the key statistics C: a build or an image folder; repeat to mix "
+            "several with equal weights (default: the build's images no case uses).",
+        ),
+    ] = None,
 ) -> None:
     """Edit a classifier with each method on the build's cases; compare (BUILD/edits)."""
     from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
@@ -263,6 +271,11 @@ def edit(
     if not (build_dir / "manifest.parquet").is_file():
         fail([Problem("--build", f"{build_dir} has no manifest.parquet; build it first")])
     problems = check_classifier_name(model, "--model") + check_methods(method)
+    problems += [
+        Problem("--covariance", f"{path} is not a folder (a build or a folder of images)")
+        for path in covariance or []
+        if not path.is_dir()
+    ]
     fail(problems + check_device(device, "--device"))
     with expected_errors():
         if layer is not None:
@@ -283,6 +296,7 @@ def edit(
                 device=device,
                 cases=case,
                 plan=plan,
+                covariance=[str(path) for path in covariance] if covariance else None,
             )
     table = edits_dir(build_dir) / COMPARISON_MD
     if table.is_file():

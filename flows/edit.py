@@ -37,6 +37,7 @@ def edit_batch_task(
     case_ids: list[str],
     budget_pp: float,
     device: str,
+    covariance: list[str] | None = None,
 ) -> str:
     logger = get_run_logger()
     folder = runner.run_edits(
@@ -47,9 +48,18 @@ def edit_batch_task(
         cases=case_ids,
         budget_pp=budget_pp,
         device=device,
+        covariance_images=covariance_spec(covariance),
         log=logger.info,
     )
     return str(folder)
+
+
+def covariance_spec(covariance: list[str] | None) -> str | list[str] | None:
+    """The runner's ``covariance_images`` for the flow's list of folders (none: the build's own
+    images no case uses; one: that build or image folder; several: their equal-weight mix)."""
+    if not covariance:
+        return None
+    return covariance[0] if len(covariance) == 1 else list(covariance)
 
 
 @task(name="edit-comparison", cache_policy=NO_CACHE)
@@ -70,6 +80,7 @@ def run_edits(
     cases_per_task: int = 8,
     cases: list[str] | None = None,
     plan: str = "auto",
+    covariance: list[str] | None = None,
 ) -> str:
     """Edit `model` at `layer` with each method on every case of `build`; returns the
     `BUILD/edits` folder (results.parquet, comparison.md/.parquet/.png, deltas).
@@ -80,7 +91,9 @@ def run_edits(
     budget of hyper-parameter selection; `cases`: case ids to run (default: every case of the
     build, planned by `plan` if there are none: `auto` (class cases, else error cases),
     `classes` or `errors`, see `pipeline.editing.runner.resolve_cases`; a build without any
-    raises `NoCasesError`, a ValueError saying why).
+    raises `NoCasesError`, a ValueError saying why); `covariance`: the image sets of the key
+    statistics `C` (builds or image folders, mixed with equal weights; default: the build's
+    images no case uses).
     """
     logger = get_run_logger()
     chosen = list(methods or runner.DEFAULT_METHODS)
@@ -89,7 +102,14 @@ def run_edits(
     size = max(1, cases_per_task)
     for start in range(0, len(case_ids), size):
         edit_batch_task(
-            build, model, layer, chosen, case_ids[start : start + size], budget_pp, device
+            build,
+            model,
+            layer,
+            chosen,
+            case_ids[start : start + size],
+            budget_pp,
+            device,
+            covariance,
         )
     markdown = comparison_task(build)
     folder = str(edits_dir(build))

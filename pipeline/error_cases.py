@@ -58,13 +58,19 @@ def rank_pairs(eligible: pd.DataFrame) -> list[tuple[str, str, int]]:
 
 
 def _pick_exemplars(
-    rows: pd.DataFrame, n_train: int, rng: np.random.Generator, min_train: int | None = None
+    rows: pd.DataFrame,
+    n_train: int,
+    rng: np.random.Generator,
+    min_train: int | None = None,
+    style: str | None = None,
 ) -> tuple[int, str, pd.DataFrame] | None:
     """(target, style, exemplar rows) among the wrong counterfactuals, or None.
 
-    ``n_train`` exemplars if some style image has that many wrong photos, else (a small build,
-    such as the offline demo's six photos) as many as the best style image has, down to
-    ``min_train`` (default ``n_train``: no fewer)."""
+    ``n_train`` exemplars if some style image (``style``, if given) has that many wrong
+    photos, else (a small build, such as the offline demo's six photos) as many as the best
+    style image has, down to ``min_train`` (default ``n_train``: no fewer)."""
+    if style is not None:
+        rows = rows[rows["style_image"] == style]
     for n in range(n_train, min(n_train, max(1, min_train or n_train)) - 1, -1):
         found = _pick_n_exemplars(rows, n, rng)
         if found is not None:
@@ -106,13 +112,15 @@ def make_error_case(
     val_frac: float = 0.3,
     min_test: int = 1,
     min_train: int | None = None,
+    style: str | None = None,
 ) -> EditCase | None:
     """The error case of one (concept, texture) from its eligible rows; None if impossible
     (fewer than ``min_train`` wrong photos — default ``n_train`` — in every style image, or
-    fewer than ``min_test`` test counterfactuals in all)."""
+    fewer than ``min_test`` test counterfactuals in all). ``style``: exemplars in that style
+    image (default: the one with most wrong photos), drawn with a generator of their own."""
     rows = rows.assign(error=induced_errors(rows))
-    rng = _rng(seed, "errors", concept, texture)
-    found = _pick_exemplars(rows, n_train, rng, min_train)
+    rng = _rng(seed, "errors", concept, texture, *([style] if style is not None else []))
+    found = _pick_exemplars(rows, n_train, rng, min_train, style)
     if found is None:
         return None
     target, style, train_rows = found
@@ -181,9 +189,13 @@ def plan_error_cases(
     concepts: Sequence[str] | None = None,
     textures: Sequence[str] | None = None,
     min_train: int | None = None,
+    each_style: bool = False,
 ) -> list[EditCase]:
     """One error case per (concept, texture), pairs ranked by induced errors (most first);
-    ``min_train``: accept as few exemplars when no style image has ``n_train`` wrong photos."""
+    ``min_train``: accept as few exemplars when no style image has ``n_train`` wrong photos.
+    ``each_style``: one case per (concept, texture, style image) instead, each with its
+    exemplars in that style and the other style images held out (so a result does not hang
+    on which style image happened to induce most errors)."""
     if n_train < 1 or not 0.0 <= val_frac < 1.0:
         raise ValueError(f"need n_train >= 1 and 0 <= val_frac < 1; got {n_train}, {val_frac}")
     if manifest.empty:
@@ -193,15 +205,30 @@ def plan_error_cases(
         eligible = eligible[eligible["concept"].isin(list(concepts))]
     if textures is not None:
         eligible = eligible[eligible["texture"].isin(list(textures))]
-    cases = []
+    cases: list[EditCase] = []
+    pairs = 0
     for concept, texture, _ in rank_pairs(eligible):
         rows = eligible[(eligible["concept"] == concept) & (eligible["texture"] == texture)]
-        case = make_error_case(
-            rows, image_ids, concept, texture, seed, n_train, val_frac, min_test, min_train
-        )
-        if case is not None:
-            cases.append(case)
-        if max_pairs is not None and len(cases) >= max_pairs:
+        styles = sorted(set(rows["style_image"].astype(str))) if each_style else [None]
+        found = 0
+        for style in styles:
+            case = make_error_case(
+                rows,
+                image_ids,
+                concept,
+                texture,
+                seed,
+                n_train,
+                val_frac,
+                min_test,
+                min_train,
+                style,
+            )
+            if case is not None:
+                cases.append(case)
+                found += 1
+        pairs += found > 0
+        if max_pairs is not None and pairs >= max_pairs:
             break
     return cases
 

@@ -48,13 +48,14 @@ def test_edit_runs_the_flow_on_the_chosen_cases(tmp_path, monkeypatch, prefect_h
     build = tmp_path / "build"
     build.mkdir()
     (build / "manifest.parquet").write_bytes(b"")
-    calls = []
+    calls, covariances = [], []
 
     def fake_resolve(build_dir, cases=None):
         return [type("Case", (), {"case_id": c})() for c in (cases or ["a", "b", "c"])]
 
     def fake_run(build_dir, model, layer, methods, **kwargs):
         calls.append((model, layer, list(methods), list(kwargs["cases"]), kwargs["budget_pp"]))
+        covariances.append(kwargs["covariance_images"])
         out = edits_layout.edits_dir(build_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / edits_layout.COMPARISON_MD).write_text("| method | SR |\n| rewrite | 0.5 |\n")
@@ -71,6 +72,16 @@ def test_edit_runs_the_flow_on_the_chosen_cases(tmp_path, monkeypatch, prefect_h
         ("timm:tf_efficientnet_lite0", "blocks.6.0.conv_pwl", ["rewrite-closed"], ["b", "c"], 0.5)
     ]
     assert "| rewrite | 0.5 |" in result.output
+    assert covariances == [None]  # default: the build's images no case uses
+
+    (tmp_path / "val").mkdir()
+    (tmp_path / "photos").mkdir()
+    mix = ["--covariance", str(tmp_path / "val"), "--covariance", str(tmp_path / "photos")]
+    result = runner.invoke(app, [*args, *mix], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert covariances[-1] == [str(tmp_path / "val"), str(tmp_path / "photos")]
+    bad = runner.invoke(app, [*args, "--covariance", str(tmp_path / "absent")])
+    assert bad.exit_code == 2 and "is not a folder" in bad.output
 
     missing = runner.invoke(app, ["edit", "--build", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no manifest.parquet" in missing.output

@@ -226,6 +226,27 @@ def test_error_cases_pick_wrong_exemplars_and_disjoint_splits(labels: bool):
     assert not set(case.heldout) & (val_p | train_p)
 
 
+def test_each_style_plans_one_case_per_style_image_with_the_others_held_out():
+    manifest, images = _manifest(labels=False)
+    (default,) = plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3)
+    cases = plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3, each_style=True)
+    assert [c.train_style for c in cases] == ["snow/0", "snow/1"]
+    assert len({c.case_id for c in cases}) == 2
+    rows = manifest.set_index("cf_id")
+    for case in cases:
+        assert (rows.loc[case.train, "style_image"] == case.train_style).all()
+        assert (rows.loc[case.train, "cf_pred"] == 99).all()
+        for group, ids in case.test_groups.items():
+            in_style = rows.loc[ids, "style_image"] == case.train_style
+            assert in_style.all() if group.endswith("_train_style") else not in_style.any()
+        tested = {i for ids in case.test_groups.values() for i in ids}
+        assert not set(rows.loc[list(tested), "image_id"]) & set(rows.loc[case.train, "image_id"])
+        assert not set(case.heldout) & set(case.validation)
+    # the default plan is unchanged by the option's existence; max_pairs counts pairs
+    assert plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3) == [default]
+    assert len(plan_error_cases(manifest, images, each_style=True, max_pairs=1)) == 2
+
+
 def test_covariance_images_avoid_every_case_image(tmp_path, label_free_build):
     store, case = label_free_build
     data = BuildImages(store.root)

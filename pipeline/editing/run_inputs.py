@@ -1,26 +1,20 @@
-"""What an edit run reads: its cases (planned when absent), the layer, the images for ``C``.
+"""What an edit run reads: its cases (planned when absent) and the layer.
 
 Split out of :mod:`pipeline.editing.runner` (which re-exports these names): resolving the cases
-of a build (:func:`resolve_cases`, :class:`NoCasesError` with the reason there are none), the
-default layer, and the image set of the key statistics, which must be disjoint from every
-image a case uses (:func:`case_image_ids`), or come from another build.
+of a build (:func:`resolve_cases`, :class:`NoCasesError` with the reason there are none) and
+the default layer. The image sets of the key statistics are :mod:`pipeline.editing.key_sources`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from pipeline.cases import EditCase, build_cases, load_cases
-from pipeline.editing.build_images import BuildImages, image
-from pipeline.editing.predict import batched
 from pipeline.error_cases import build_error_cases
-from pipeline.hashing import stable_key
 
 PLANS = ("auto", "classes", "errors")
 
@@ -118,66 +112,3 @@ def default_layer(model: nn.Module) -> str:
     if len(linears) >= 2:
         return linears[-2]
     raise ValueError("no layer to edit found; name one")
-
-
-def case_image_ids(data: BuildImages, cases: Sequence[EditCase]) -> set[str]:
-    """Every image id some case uses (its photos' counterfactuals or clean images)."""
-    used: set[str] = set()
-    for case in cases:
-        used |= set(case.validation) | set(case.heldout)
-        cf_ids = [*case.train, *case.validation_cf]
-        cf_ids += [i for ids in case.test_groups.values() for i in ids]
-        frame = data.counterfactuals
-        used |= {str(i) for i in frame.loc[frame.index.intersection(cf_ids), "image_id"]}
-    return used
-
-
-def covariance_image_ids(
-    data: BuildImages,
-    covariance_images: int | Sequence[str] | None = None,
-    exclude: set[str] | None = None,
-) -> list[str]:
-    """Clean images for ``C``: all of the build (``None``) except ``exclude`` (the images of
-    the cases: ``C`` must not be estimated on what the edit is evaluated on; all of them when
-    nothing is left, in-sample), the first ``n`` by id (an int), or the given ids. Ids are
-    content hashes, so "first by id" is an unbiased sample."""
-    every = sorted(str(i) for i in data.images["image_id"])
-    if covariance_images is None:
-        rest = [i for i in every if i not in (exclude or set())]
-        return rest or every
-    if isinstance(covariance_images, int):
-        return every[: max(1, covariance_images)]
-    ids = sorted(str(i) for i in covariance_images)
-    missing = set(ids) - set(every)
-    if missing:
-        raise KeyError(f"{len(missing)} covariance images are not in the build")
-    return ids
-
-
-def _image_batches(
-    data: BuildImages,
-    preprocess: Callable[[list[np.ndarray]], torch.Tensor],
-    ids: Sequence[str],
-    batch_size: int,
-) -> Iterator[torch.Tensor]:
-    for chunk in batched(list(ids), batch_size):
-        yield preprocess([data.rgb(image(i)) for i in chunk])
-
-
-def _covariance_source(
-    data: BuildImages,
-    covariance_images: int | Sequence[str] | str | Path | None,
-    cases: Sequence[EditCase],
-) -> tuple[BuildImages, list[str], str, int]:
-    """(images to read, ids, image-set id, overlap with the cases' images)."""
-    if isinstance(covariance_images, str | Path) and Path(covariance_images).is_dir():
-        other = BuildImages(covariance_images)
-        ids = sorted(str(i) for i in other.images["image_id"])
-        overlap = len(set(ids) & case_image_ids(data, cases))
-        name = f"build-{Path(covariance_images).name}-{len(ids)}img-{stable_key(ids, length=12)}"
-        return other, ids, name, overlap
-    if isinstance(covariance_images, str | Path):
-        raise FileNotFoundError(f"covariance build {covariance_images} is not a folder")
-    used = case_image_ids(data, cases)
-    ids = covariance_image_ids(data, covariance_images, exclude=used)
-    return data, ids, f"{len(ids)}img-{stable_key(ids, length=12)}", len(set(ids) & used)

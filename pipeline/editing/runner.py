@@ -45,6 +45,14 @@ from pipeline.editing.build_images import BuildImages, case_items, image
 from pipeline.editing.covariance import CovarianceFactor, cached_key_statistics, weights_digest
 from pipeline.editing.delta import EditResult
 from pipeline.editing.evaluate import case_exemplars, evaluate_case, references
+from pipeline.editing.key_sources import (
+    CovarianceSpec,
+    case_image_ids,
+    covariance_image_ids,
+    key_sources,
+    mixed_covariance,
+    mixed_name,
+)
 from pipeline.editing.layers import resolve_layer
 from pipeline.editing.masks import mask_transform
 from pipeline.editing.methods import (
@@ -58,10 +66,6 @@ from pipeline.editing.predict import Predictor
 from pipeline.editing.run_inputs import (
     PLANS,
     NoCasesError,
-    _covariance_source,
-    _image_batches,
-    case_image_ids,
-    covariance_image_ids,
     default_layer,
     resolve_cases,
 )
@@ -142,6 +146,7 @@ class _Run:
     factor: CovarianceFactor
     weights_hash: str
     image_set_id: str
+    covariance_overlap: int
     budget_pp: float
     methods: dict[str, EditingMethod]
     grids: dict[str, list[Candidate]]
@@ -165,13 +170,14 @@ def _start(
     build_dir: Path,
     classifier: Any,
     layer: str,
-    covariance_images: int | Sequence[str] | str | Path | None,
+    covariance_images: CovarianceSpec,
     batch_size: int,
     feature_cache_mb: int,
     say: Callable[[str], None],
     cases: Sequence[EditCase] = (),
-) -> tuple[BuildImages, SplitModel | None, CovarianceFactor, str, str]:
-    """The build's images, the model split at the layer, and ``C`` (cached)."""
+) -> tuple[BuildImages, SplitModel | None, CovarianceFactor, str, str, int]:
+    """The build's images, the model split at the layer, ``C`` (cached), the weights hash, the
+    image-set id of ``C`` and how many of its images the cases use."""
     model = classifier.model
     data = BuildImages(build_dir)
     # the split is verified on a probe of two real images of the build
@@ -187,27 +193,39 @@ def _start(
         if split is not None
         else "model could not be split at the layer: full forward passes"
     )
-    source, ids, image_set_id, overlap = _covariance_source(data, covariance_images, cases)
-    say(
-        f"key statistics from {image_set_id}: "
-        + (f"{overlap} images shared with the cases (in-sample)" if overlap else "disjoint")
-    )
+    sources = key_sources(data, covariance_images, cases)
     weights_hash = weights_digest(model)
-    tick = time.perf_counter()
-    stats = cached_key_statistics(
-        split if split is not None else model,
-        layer,
-        _image_batches(source, classifier.preprocess, ids, batch_size),
-        cache_dir=edits_dir(build_dir) / CACHE_DIR,
-        model_id=classifier.id,
-        image_set_id=image_set_id,
-        weights_hash=weights_hash,
-    )
-    say(
-        f"key statistics: {stats.dim}-d keys from {stats.count:.0f} positions of {len(ids)} "
-        f"images ({time.perf_counter() - tick:.1f} s)"
-    )
-    return data, split, CovarianceFactor.of(stats.covariance()), weights_hash, image_set_id
+    stats = []
+    for source in sources:
+        say(
+            f"key statistics from {source.name}: "
+            + (
+                f"{source.overlap} images shared with the cases (in-sample)"
+                if source.overlap
+                else "disjoint"
+            )
+        )
+        tick = time.perf_counter()
+        stats.append(
+            cached_key_statistics(
+                split if split is not None else model,
+                layer,
+                source.read(classifier.preprocess, batch_size),
+                cache_dir=edits_dir(build_dir) / CACHE_DIR,
+                model_id=classifier.id,
+                image_set_id=source.name,
+                weights_hash=weights_hash,
+            )
+        )
+        say(
+            f"key statistics: {stats[-1].dim}-d keys from {stats[-1].count:.0f} positions of "
+            f"{source.images} images ({time.perf_counter() - tick:.1f} s)"
+        )
+    if len(sources) > 1:
+        say(f"C: the mean of the {len(sources)} image sets' second moments (equal weights)")
+    factor = CovarianceFactor.of(mixed_covariance(stats))
+    overlap = sum(source.overlap for source in sources)
+    return data, split, factor, weights_hash, mixed_name(sources), overlap
 
 
 def run_edits(
@@ -218,7 +236,7 @@ def run_edits(
     cases: Sequence[EditCase | str] | None = None,
     budget_pp: float = 1.0,
     device: str = "auto",
-    covariance_images: int | Sequence[str] | str | Path | None = None,
+    covariance_images: CovarianceSpec = None,
     *,
     plan: str = "auto",
     min_e_pre: int = 5,
@@ -237,7 +255,8 @@ def run_edits(
     linear layer of ``classifier.model`` (``get_submodule`` path; ``None``:
     :func:`default_layer`). ``methods``: registry names (:func:`available_methods`).
     ``cases``: case objects or ids (default: every case of the build, planned by ``plan``, see
-    :func:`resolve_cases`). ``covariance_images``: another build's folder, or see
+    :func:`resolve_cases`). ``covariance_images``: another build's folder, a folder of images, a
+    list of such folders (``C`` is then the mean of their second moments), or see
     :func:`covariance_image_ids` (by default the build's images no case uses); the image set
     and its overlap with the cases are recorded in every result row. ``min_e_pre``: a test
     group with fewer errors before the edit is *unmeasurable* (``measurable`` false; the
@@ -262,7 +281,7 @@ def run_edits(
     say(f"{len(all_cases)} cases x {len(methods)} methods on {classifier.id} at {layer}")
     # C avoids the images of every case of the build, not only of this batch of cases
     known = {case.case_id: case for case in [*load_cases(build_dir), *all_cases]}
-    data, split, factor, weights_hash, image_set_id = _start(
+    data, split, factor, weights_hash, image_set_id, overlap = _start(
         build_dir,
         classifier,
         layer,
@@ -284,6 +303,7 @@ def run_edits(
         factor=factor,
         weights_hash=weights_hash,
         image_set_id=image_set_id,
+        covariance_overlap=overlap,
         budget_pp=budget_pp,
         methods=chosen,
         grids={name: selection.candidates(method, grids) for name, method in chosen.items()},
@@ -395,6 +415,7 @@ def _run_case(
             "plan": str(case.params.get("plan", "classes")),
             "label_free": bool(case.params.get("label_free", False)),
             "covariance_set": run.image_set_id,
+            "covariance_overlap": run.covariance_overlap,
             "edit_s": float(summary.get("edit_s", math.nan)),
             "select_s": float(summary.get("select_s", math.nan)),
             "eval_s": eval_s,

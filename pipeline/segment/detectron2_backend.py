@@ -242,9 +242,7 @@ class Detectron2Segmenter:
         self.batch_size = int(batch_size)
         self.lvis_vocabulary = lvis_subset()
         parts = ",".join(f"{name}={p.weights_id}" for name, p in sorted(self.predictors.items()))
-        self.id = (
-            f"{BACKEND}@{VERSION}({parts},score={self.score_threshold:g})"
-        )
+        self.id = f"{BACKEND}@{VERSION}({parts},score={self.score_threshold:g})"
 
     def _convert(self, model: str, output: dict[str, Any]) -> list[ConceptDetection]:
         predictor = self.predictors[model]

@@ -1,0 +1,178 @@
+"""Where the key statistics ``C`` come from: this build, another build, an image folder, or a mix.
+
+``C`` decides how local a rewrite is (``d ∝ C⁻¹k*``): a direction it under-samples is one the
+edit treats as free, and clean images that do use it change. A few hundred frames of one
+domain sample a 672- or 1152-d key space thinly, so a run can mix several image sets:
+``C`` is then the **mean of the sets' second moments, each set weighted equally** whatever its
+size, so a small in-domain set (the other split of the road scenes) and a large generic one
+(a folder of ImageNet photos) both count. Every set is cached on its own (by image-set id) and
+checked for overlap with the cases by content id (:func:`pipeline.hashing.pixels_id` of the
+decoded image, the build's ``image_id``).
+
+A spec is one of: ``None`` (the build's images no case uses), an ``int`` (the first ``n`` by
+id), a list of image ids of the build, a path (a build folder, or any folder of images), or a
+list of paths (the mix).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.cases import EditCase
+from pipeline.editing.build_images import BuildImages, image
+from pipeline.editing.covariance import KeyStatistics
+from pipeline.editing.predict import batched
+from pipeline.hashing import pixels_id, stable_key
+from pipeline.imageio import ImageDecodeError, decode_image, resize_max_side
+from pipeline.sources.folder import FolderSource
+
+logger = logging.getLogger(__name__)
+
+Preprocess = Callable[[list[np.ndarray]], torch.Tensor]
+CovarianceSpec = int | Sequence[str] | str | Path | Sequence[str | Path] | None
+
+
+@dataclass
+class KeySource:
+    """One image set for ``C``: its id (cache key, recorded in the results), its size, how many
+    of its images a case uses, and how to stream it as preprocessed batches."""
+
+    name: str
+    images: int
+    overlap: int
+    read: Callable[[Preprocess, int], Iterator[torch.Tensor]]
+
+
+def case_image_ids(data: BuildImages, cases: Sequence[EditCase]) -> set[str]:
+    """Every image id some case uses (its photos' counterfactuals or clean images)."""
+    used: set[str] = set()
+    for case in cases:
+        used |= set(case.validation) | set(case.heldout)
+        cf_ids = [*case.train, *case.validation_cf]
+        cf_ids += [i for ids in case.test_groups.values() for i in ids]
+        frame = data.counterfactuals
+        used |= {str(i) for i in frame.loc[frame.index.intersection(cf_ids), "image_id"]}
+    return used
+
+
+def covariance_image_ids(
+    data: BuildImages,
+    covariance_images: int | Sequence[str] | None = None,
+    exclude: set[str] | None = None,
+) -> list[str]:
+    """Clean images for ``C``: all of the build (``None``) except ``exclude`` (the images of
+    the cases: ``C`` must not be estimated on what the edit is evaluated on; all of them when
+    nothing is left, in-sample), the first ``n`` by id (an int), or the given ids. Ids are
+    content hashes, so "first by id" is an unbiased sample."""
+    every = sorted(str(i) for i in data.images["image_id"])
+    if covariance_images is None:
+        rest = [i for i in every if i not in (exclude or set())]
+        return rest or every
+    if isinstance(covariance_images, int):
+        return every[: max(1, covariance_images)]
+    ids = sorted(str(i) for i in covariance_images)
+    missing = set(ids) - set(every)
+    if missing:
+        raise KeyError(f"{len(missing)} covariance images are not in the build")
+    return ids
+
+
+def _build_batches(data: BuildImages, ids: list[str]) -> Callable[..., Iterator[torch.Tensor]]:
+    def read(preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
+        for chunk in batched(ids, batch_size):
+            yield preprocess([data.rgb(image(i)) for i in chunk])
+
+    return read
+
+
+def _is_build(path: Path) -> bool:
+    return (path / "build.yaml").is_file() or (path / "manifests").is_dir()
+
+
+def _decoded(files: Sequence[Path], max_side: int | None) -> Iterator[tuple[Path, np.ndarray]]:
+    for path in files:
+        try:
+            rgb = decode_image(path.read_bytes(), str(path)).rgb
+        except (OSError, ImageDecodeError) as err:
+            logger.warning("key statistics: skipped an image: %s", err)
+            continue
+        yield path, rgb if max_side is None else resize_max_side(rgb, max_side)
+
+
+def folder_source(folder: Path, used: set[str], max_side: int | None = None) -> KeySource:
+    """A plain folder of images (walked like a build's ``folder`` source; unreadable files are
+    skipped with a warning naming them). One decoding pass computes the content ids, for the
+    image-set id and the overlap with the cases; images are downscaled to the cases' build
+    ``max_side`` so they reach the classifier's transform like the build's own images."""
+    files = [Path(ref.uri) for ref in FolderSource(folder, infer_labels=False).refs()]
+    good, ids = [], []
+    for path, rgb in _decoded(files, None):
+        good.append(path)
+        ids.append(pixels_id(rgb))
+    if not good:
+        raise ValueError(f"covariance folder {folder}: no readable image")
+    name = f"folder-{folder.name}-{len(ids)}img-{stable_key(sorted(ids), length=12)}"
+
+    def read(preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
+        for chunk in batched(good, batch_size):
+            yield preprocess([rgb for _, rgb in _decoded(chunk, max_side)])
+
+    return KeySource(name, len(ids), len(set(ids) & used), read)
+
+
+def _path_source(data: BuildImages, path: Path, used: set[str]) -> KeySource:
+    if not path.is_dir():
+        raise FileNotFoundError(f"covariance images {path}: not a folder (a build or images)")
+    if not _is_build(path):
+        config = data.store.resolved()
+        max_side = (config.get("image") or {}).get("max_side") if config else None
+        return folder_source(path, used, int(max_side) if max_side else None)
+    other = BuildImages(path)
+    ids = sorted(str(i) for i in other.images["image_id"])
+    name = f"build-{path.name}-{len(ids)}img-{stable_key(ids, length=12)}"
+    return KeySource(name, len(ids), len(set(ids) & used), _build_batches(other, ids))
+
+
+def _is_path_list(spec: object) -> bool:
+    if isinstance(spec, str | Path | int) or spec is None:
+        return False
+    items = list(spec)  # type: ignore[call-overload]
+    return bool(items) and all(isinstance(i, Path) or Path(str(i)).is_dir() for i in items)
+
+
+def key_sources(
+    data: BuildImages, spec: CovarianceSpec, cases: Sequence[EditCase]
+) -> list[KeySource]:
+    """The image sets of ``C`` for ``spec`` (see the module docstring), overlap-checked."""
+    used = case_image_ids(data, cases)
+    if isinstance(spec, str | Path):
+        return [_path_source(data, Path(spec), used)]
+    if _is_path_list(spec):
+        paths = [Path(str(p)) for p in spec]  # type: ignore[union-attr]
+        if len(set(paths)) < len(paths):
+            raise ValueError(f"covariance image sets listed twice: {[str(p) for p in paths]}")
+        return [_path_source(data, p, used) for p in paths]
+    ids = covariance_image_ids(data, spec, exclude=used)  # type: ignore[arg-type]
+    name = f"{len(ids)}img-{stable_key(ids, length=12)}"
+    return [KeySource(name, len(ids), len(set(ids) & used), _build_batches(data, ids))]
+
+
+def mixed_covariance(stats: Sequence[KeyStatistics]) -> torch.Tensor:
+    """``C`` of several image sets: the mean of their second moments (equal weight per set)."""
+    if not stats:
+        raise ValueError("no key statistics to mix")
+    dims = {s.dim for s in stats}
+    if len(dims) != 1:
+        raise ValueError(f"key statistics of different dimensions: {sorted(dims)}")
+    return torch.stack([s.covariance() for s in stats]).mean(0)
+
+
+def mixed_name(sources: Sequence[KeySource]) -> str:
+    """The image-set id of a mix (one source keeps its own id, so its runs keep their keys)."""
+    return "+".join(s.name for s in sources)

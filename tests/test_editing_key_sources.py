@@ -1,0 +1,130 @@
+"""Key statistics from image folders and from several image sets mixed with equal weights."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from test_editing_labelfree import label_free_build  # noqa: F401  (fixture)
+
+from pipeline.editing.build_images import BuildImages
+from pipeline.editing.covariance import KeyStatistics
+from pipeline.editing.key_sources import folder_source, key_sources, mixed_covariance, mixed_name
+from pipeline.hashing import pixels_id
+
+
+def _save(folder, name, rgb):
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(folder / name)
+
+
+def _stack(images):
+    return torch.stack([torch.from_numpy(np.array(i)).float() for i in images])
+
+
+def test_a_folder_source_finds_the_cases_images_and_skips_unreadable_files(tmp_path, caplog):
+    folder = tmp_path / "photos"
+    used = np.full((8, 8, 3), 3, np.uint8)
+    _save(folder, "same.png", used)  # an image a case uses, found by its pixels
+    _save(folder, "new.png", np.full((8, 8, 3), 7, np.uint8))
+    (folder / "broken.png").write_bytes(b"not a png")
+    with caplog.at_level(logging.WARNING):
+        source = folder_source(folder, {pixels_id(used)})
+    assert source.images == 2 and source.overlap == 1
+    assert source.name.startswith("folder-photos-2img-")
+    assert "broken.png" in caplog.text
+    batches = list(source.read(_stack, 1))
+    assert [b.shape[0] for b in batches] == [1, 1]
+    # the image set id depends on the pixels, not on the file names
+    (folder / "new.png").rename(folder / "renamed.png")
+    assert folder_source(folder, set()).name == source.name
+    # images reach the classifier downscaled like the cases' build's own
+    _save(tmp_path / "big", "b.png", np.zeros((40, 20, 3), np.uint8))
+    (big,) = folder_source(tmp_path / "big", set()).read(_stack, 4)
+    assert big.shape[1:3] == (40, 20)
+    (small,) = folder_source(tmp_path / "big", set(), max_side=10).read(_stack, 4)
+    assert small.shape[1:3] == (10, 5)
+
+
+def test_a_list_of_folders_is_a_mix_and_a_build_is_recognised(
+    tmp_path,
+    label_free_build,  # noqa: F811
+):
+    store, case = label_free_build
+    data = BuildImages(store.root)
+    _save(tmp_path / "a", "x.png", np.full((8, 8, 3), 9, np.uint8))
+    sources = key_sources(data, [tmp_path / "a", store.root], [case])
+    assert [s.images for s in sources] == [1, len(data.images)]
+    assert sources[1].name.startswith("build-build-") and sources[1].overlap > 0
+    assert mixed_name(sources) == f"{sources[0].name}+{sources[1].name}"
+    assert mixed_name(sources[:1]) == sources[0].name  # one source keeps its own id
+    with pytest.raises(ValueError, match="twice"):
+        key_sources(data, [tmp_path / "a", tmp_path / "a"], [case])
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        key_sources(data, tmp_path / "missing", [case])
+
+
+def test_mixed_covariance_weighs_every_image_set_equally():
+    small, large = KeyStatistics(2), KeyStatistics(2)
+    small.update(torch.tensor([[2.0, 0.0]], dtype=torch.float64))  # C = diag(4, 0)
+    large.update(torch.tensor([[0.0, 1.0]] * 99, dtype=torch.float64))  # C = diag(0, 1)
+    mixed = mixed_covariance([small, large])
+    torch.testing.assert_close(mixed, torch.diag(torch.tensor([2.0, 0.5], dtype=torch.float64)))
+    pooled = (small.second_moment_sum + large.second_moment_sum) / (small.count + large.count)
+    assert not torch.allclose(mixed, pooled)  # not position-weighted: 1 key counts like 99
+    with pytest.raises(ValueError, match="dimensions"):
+        mixed_covariance([small, KeyStatistics(3)])
+
+
+def test_run_edits_records_the_mixed_image_set_and_its_overlap(tmp_path):
+    from test_editing_eval import photo, tiny_classifier
+    from test_editing_eval import write_build as write_photo_build
+
+    from pipeline.editing import runner
+    from pipeline.editing.methods import Candidate
+
+    rng = np.random.default_rng(1)
+    mask = np.zeros((14, 20), bool)
+    mask[:, :9] = True
+    photos = []
+    for index in range(12):
+        clean = photo(rng, index % 3 + 1)
+        snowy = clean.copy()
+        snowy[mask] = (235, 235, 245)
+        photos.append(
+            {
+                "name": f"p{index}",
+                "label": None,
+                "clean": clean,
+                "mask": mask,
+                "cfs": {"snow/0": snowy},
+                "clean_pred": 1,
+                "cf_preds": {"snow/0": 9 if index % 2 else 1},
+            }
+        )
+    store = write_photo_build(tmp_path / "build", photos)
+    for index in range(3):
+        _save(tmp_path / "generic", f"g{index}.png", photo(rng, index + 1))
+    _save(tmp_path / "domain", "d.png", photo(rng, 2))
+    logs: list[str] = []
+    out = runner.run_edits(
+        store.root,
+        "test:tiny",
+        "mid",
+        ["rewrite-closed"],
+        classifier=tiny_classifier(),
+        grids={"rewrite-closed": [Candidate({"rank": 1})]},
+        plan="errors",
+        covariance_images=[tmp_path / "domain", tmp_path / "generic"],
+        log=logs.append,
+    )
+    results = pd.read_parquet(out / "results.parquet")
+    sets = set(results["covariance_set"])
+    assert len(sets) == 1 and "+" in next(iter(sets))
+    assert next(iter(sets)).startswith("folder-domain-1img-")
+    assert (results["covariance_overlap"] == 0).all()
+    assert any("mean of the 2 image sets" in line for line in logs)
