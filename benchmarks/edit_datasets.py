@@ -24,14 +24,16 @@ PHOTO_SUFFIXES = {".jpeg", ".jpg", ".png"}
 # of the induced errors per clean frame changed than 3 (every draw tried); val_frac 0.1 keeps
 # >= 200 of the 233 test frames held out; the scale grid reaches the true closed form (1.0).
 # One case per style image (the three snow styles transfer to each other very unequally), and
-# C = the mean of the val frames' and the ImageNet samples' second moments: 101 frames of
-# one domain leave directions of the 672-d keys that the test frames use under-sampled.
+# C = the mean of the val frames' and the ImageNet samples' second moments, each image with its
+# two end squares ("windows"): 101 frames of one domain, centre-cropped, leave directions of
+# the 672-d keys that the test frames use under-sampled (docs/editing.md, fourth run).
 CAMVID_DEFAULTS = {
     "n_train": 10,
     "val_frac": 0.1,
     "scales": [0.25, 0.5, 0.75, 1.0],
     "each_style": True,
     "cov_extra": [str(DATASETS / "imagenet-samples" / "images")],
+    "cov_views": "windows",
 }
 MIN_HELDOUT = 200
 

@@ -157,6 +157,7 @@ def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: 
         budget_pp=args.budget_pp,
         device=args.device,
         covariance_images=covariance_sets(args, builds["covariance"]),
+        covariance_views=args.cov_views or "center",
         grids=scale_grids(args),
         log=print,
     )
@@ -253,6 +254,12 @@ def main() -> int:
         default=None,
         help="CamVid / COCO: more image folders for C, mixed with equal weights (CamVid: the "
         "ImageNet samples where present; 'none': only the second build)",
+    )
+    parser.add_argument(
+        "--cov-views",
+        choices=["center", "windows"],
+        default=None,
+        help="CamVid / COCO: windows adds each frame's two end squares to C (CamVid default)",
     )
     parser.add_argument(
         "--each-style",

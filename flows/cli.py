@@ -257,6 +257,12 @@ def edit(
             "several with equal weights (default: the build's images no case uses).",
         ),
     ] = None,
+    covariance_views: Annotated[
+        str,
+        typer.Option(
+            help="center, or windows: also each non-square image's two end squares, in C."
+        ),
+    ] = "center",
 ) -> None:
     """Edit a classifier with each method on the build's cases; compare (BUILD/edits)."""
     from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
@@ -276,6 +282,10 @@ def edit(
         for path in covariance or []
         if not path.is_dir()
     ]
+    if covariance_views not in ("center", "windows"):
+        problems.append(
+            Problem("--covariance-views", f"{covariance_views!r}: use center or windows")
+        )
     fail(problems + check_device(device, "--device"))
     with expected_errors():
         if layer is not None:
@@ -297,6 +307,7 @@ def edit(
                 cases=case,
                 plan=plan,
                 covariance=[str(path) for path in covariance] if covariance else None,
+                covariance_views=covariance_views,
             )
     table = edits_dir(build_dir) / COMPARISON_MD
     if table.is_file():

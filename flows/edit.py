@@ -38,6 +38,7 @@ def edit_batch_task(
     budget_pp: float,
     device: str,
     covariance: list[str] | None = None,
+    covariance_views: str = "center",
 ) -> str:
     logger = get_run_logger()
     folder = runner.run_edits(
@@ -49,6 +50,7 @@ def edit_batch_task(
         budget_pp=budget_pp,
         device=device,
         covariance_images=covariance_spec(covariance),
+        covariance_views=covariance_views,
         log=logger.info,
     )
     return str(folder)
@@ -81,6 +83,7 @@ def run_edits(
     cases: list[str] | None = None,
     plan: str = "auto",
     covariance: list[str] | None = None,
+    covariance_views: str = "center",
 ) -> str:
     """Edit `model` at `layer` with each method on every case of `build`; returns the
     `BUILD/edits` folder (results.parquet, comparison.md/.parquet/.png, deltas).
@@ -93,7 +96,8 @@ def run_edits(
     `classes` or `errors`, see `pipeline.editing.runner.resolve_cases`; a build without any
     raises `NoCasesError`, a ValueError saying why); `covariance`: the image sets of the key
     statistics `C` (builds or image folders, mixed with equal weights; default: the build's
-    images no case uses).
+    images no case uses); `covariance_views`: `windows` adds every non-square image's two end
+    squares to `C`.
     """
     logger = get_run_logger()
     chosen = list(methods or runner.DEFAULT_METHODS)
@@ -110,6 +114,7 @@ def run_edits(
             budget_pp,
             device,
             covariance,
+            covariance_views,
         )
     markdown = comparison_task(build)
     folder = str(edits_dir(build))

@@ -13,7 +13,13 @@ from test_editing_labelfree import label_free_build  # noqa: F401  (fixture)
 
 from pipeline.editing.build_images import BuildImages
 from pipeline.editing.covariance import KeyStatistics
-from pipeline.editing.key_sources import folder_source, key_sources, mixed_covariance, mixed_name
+from pipeline.editing.key_sources import (
+    folder_source,
+    image_views,
+    key_sources,
+    mixed_covariance,
+    mixed_name,
+)
 from pipeline.hashing import pixels_id
 
 
@@ -128,3 +134,23 @@ def test_run_edits_records_the_mixed_image_set_and_its_overlap(tmp_path):
     assert next(iter(sets)).startswith("folder-domain-1img-")
     assert (results["covariance_overlap"] == 0).all()
     assert any("mean of the 2 image sets" in line for line in logs)
+
+
+def test_windows_add_the_two_end_squares_of_a_non_square_image(tmp_path):
+    wide = np.arange(4 * 10 * 3, dtype=np.uint8).reshape(4, 10, 3)
+    full, left, right = image_views(wide, "windows")
+    assert full is wide and left.shape == right.shape == (4, 4, 3)
+    assert np.array_equal(left, wide[:, :4]) and np.array_equal(right, wide[:, 6:])
+    tall = wide.transpose(1, 0, 2)
+    _, top, bottom = image_views(tall, "windows")
+    assert np.array_equal(top, tall[:4]) and np.array_equal(bottom, tall[6:])
+    assert len(image_views(np.zeros((5, 5, 3), np.uint8), "windows")) == 1
+    (only,) = image_views(wide)
+    assert only is wide
+    with pytest.raises(ValueError, match="views"):
+        image_views(wide, "flips")
+    _save(tmp_path / "f", "w.png", np.zeros((40, 100, 3), np.uint8))
+    plain, windows = (folder_source(tmp_path / "f", set(), views=v) for v in ("center", "windows"))
+    assert windows.name == plain.name + "-windows"  # its own cache entry and run key
+    (batch,) = windows.read(lambda views: [v.shape[:2] for v in views], 8)
+    assert batch == [(40, 100), (40, 40), (40, 40)]

@@ -12,6 +12,10 @@ decoded image, the build's ``image_id``).
 A spec is one of: ``None`` (the build's images no case uses), an ``int`` (the first ``n`` by
 id), a list of image ids of the build, a path (a build folder, or any folder of images), or a
 list of paths (the mix).
+
+``views="windows"`` adds, for every image that is not square, its two end squares (left and
+right, or top and bottom) to the full image: the classifier's centre crop never sees the sides
+of a wide frame, and keys at the sides of the grid are what the test frames' own edges give.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pipeline.sources.folder import FolderSource
 logger = logging.getLogger(__name__)
 
 Preprocess = Callable[[list[np.ndarray]], torch.Tensor]
+VIEWS = ("center", "windows")
 CovarianceSpec = int | Sequence[str] | str | Path | Sequence[str | Path] | None
 
 
@@ -83,12 +88,33 @@ def covariance_image_ids(
     return ids
 
 
-def _build_batches(data: BuildImages, ids: list[str]) -> Callable[..., Iterator[torch.Tensor]]:
+def image_views(rgb: np.ndarray, views: str = "center") -> list[np.ndarray]:
+    """The image, and with ``views="windows"`` its two end squares when it is not square."""
+    if views not in VIEWS:
+        raise ValueError(f"unknown key-statistics views {views!r}; use one of {VIEWS}")
+    height, width = rgb.shape[:2]
+    if views == "center" or height == width:
+        return [rgb]
+    side = min(height, width)
+    if width > height:
+        ends = [rgb[:, :side], rgb[:, width - side :]]
+    else:
+        ends = [rgb[:side], rgb[height - side :]]
+    return [rgb, *(np.ascontiguousarray(end) for end in ends)]
+
+
+def _build_batches(
+    data: BuildImages, ids: list[str], views: str
+) -> Callable[..., Iterator[torch.Tensor]]:
     def read(preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
         for chunk in batched(ids, batch_size):
-            yield preprocess([data.rgb(image(i)) for i in chunk])
+            yield preprocess([v for i in chunk for v in image_views(data.rgb(image(i)), views)])
 
     return read
+
+
+def _suffix(views: str) -> str:
+    return "" if views == "center" else f"-{views}"
 
 
 def _is_build(path: Path) -> bool:
@@ -105,7 +131,9 @@ def _decoded(files: Sequence[Path], max_side: int | None) -> Iterator[tuple[Path
         yield path, rgb if max_side is None else resize_max_side(rgb, max_side)
 
 
-def folder_source(folder: Path, used: set[str], max_side: int | None = None) -> KeySource:
+def folder_source(
+    folder: Path, used: set[str], max_side: int | None = None, views: str = "center"
+) -> KeySource:
     """A plain folder of images (walked like a build's ``folder`` source; unreadable files are
     skipped with a warning naming them). One decoding pass computes the content ids, for the
     image-set id and the overlap with the cases; images are downscaled to the cases' build
@@ -118,25 +146,28 @@ def folder_source(folder: Path, used: set[str], max_side: int | None = None) -> 
     if not good:
         raise ValueError(f"covariance folder {folder}: no readable image")
     name = f"folder-{folder.name}-{len(ids)}img-{stable_key(sorted(ids), length=12)}"
+    name += _suffix(views)
 
     def read(preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
         for chunk in batched(good, batch_size):
-            yield preprocess([rgb for _, rgb in _decoded(chunk, max_side)])
+            yield preprocess(
+                [v for _, rgb in _decoded(chunk, max_side) for v in image_views(rgb, views)]
+            )
 
     return KeySource(name, len(ids), len(set(ids) & used), read)
 
 
-def _path_source(data: BuildImages, path: Path, used: set[str]) -> KeySource:
+def _path_source(data: BuildImages, path: Path, used: set[str], views: str) -> KeySource:
     if not path.is_dir():
         raise FileNotFoundError(f"covariance images {path}: not a folder (a build or images)")
     if not _is_build(path):
         config = data.store.resolved()
         max_side = (config.get("image") or {}).get("max_side") if config else None
-        return folder_source(path, used, int(max_side) if max_side else None)
+        return folder_source(path, used, int(max_side) if max_side else None, views)
     other = BuildImages(path)
     ids = sorted(str(i) for i in other.images["image_id"])
-    name = f"build-{path.name}-{len(ids)}img-{stable_key(ids, length=12)}"
-    return KeySource(name, len(ids), len(set(ids) & used), _build_batches(other, ids))
+    name = f"build-{path.name}-{len(ids)}img-{stable_key(ids, length=12)}{_suffix(views)}"
+    return KeySource(name, len(ids), len(set(ids) & used), _build_batches(other, ids, views))
 
 
 def _is_path_list(spec: object) -> bool:
@@ -147,20 +178,22 @@ def _is_path_list(spec: object) -> bool:
 
 
 def key_sources(
-    data: BuildImages, spec: CovarianceSpec, cases: Sequence[EditCase]
+    data: BuildImages, spec: CovarianceSpec, cases: Sequence[EditCase], views: str = "center"
 ) -> list[KeySource]:
     """The image sets of ``C`` for ``spec`` (see the module docstring), overlap-checked."""
+    if views not in VIEWS:
+        raise ValueError(f"unknown key-statistics views {views!r}; use one of {VIEWS}")
     used = case_image_ids(data, cases)
     if isinstance(spec, str | Path):
-        return [_path_source(data, Path(spec), used)]
+        return [_path_source(data, Path(spec), used, views)]
     if _is_path_list(spec):
         paths = [Path(str(p)) for p in spec]  # type: ignore[union-attr]
         if len(set(paths)) < len(paths):
             raise ValueError(f"covariance image sets listed twice: {[str(p) for p in paths]}")
-        return [_path_source(data, p, used) for p in paths]
+        return [_path_source(data, p, used, views) for p in paths]
     ids = covariance_image_ids(data, spec, exclude=used)  # type: ignore[arg-type]
-    name = f"{len(ids)}img-{stable_key(ids, length=12)}"
-    return [KeySource(name, len(ids), len(set(ids) & used), _build_batches(data, ids))]
+    name = f"{len(ids)}img-{stable_key(ids, length=12)}{_suffix(views)}"
+    return [KeySource(name, len(ids), len(set(ids) & used), _build_batches(data, ids, views))]
 
 
 def mixed_covariance(stats: Sequence[KeyStatistics]) -> torch.Tensor:

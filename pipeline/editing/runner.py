@@ -175,6 +175,7 @@ def _start(
     feature_cache_mb: int,
     say: Callable[[str], None],
     cases: Sequence[EditCase] = (),
+    covariance_views: str = "center",
 ) -> tuple[BuildImages, SplitModel | None, CovarianceFactor, str, str, int]:
     """The build's images, the model split at the layer, ``C`` (cached), the weights hash, the
     image-set id of ``C`` and how many of its images the cases use."""
@@ -193,7 +194,7 @@ def _start(
         if split is not None
         else "model could not be split at the layer: full forward passes"
     )
-    sources = key_sources(data, covariance_images, cases)
+    sources = key_sources(data, covariance_images, cases, covariance_views)
     weights_hash = weights_digest(model)
     stats = []
     for source in sources:
@@ -238,6 +239,7 @@ def run_edits(
     device: str = "auto",
     covariance_images: CovarianceSpec = None,
     *,
+    covariance_views: str = "center",
     plan: str = "auto",
     min_e_pre: int = 5,
     classifier: Any | None = None,
@@ -258,7 +260,9 @@ def run_edits(
     :func:`resolve_cases`). ``covariance_images``: another build's folder, a folder of images, a
     list of such folders (``C`` is then the mean of their second moments), or see
     :func:`covariance_image_ids` (by default the build's images no case uses); the image set
-    and its overlap with the cases are recorded in every result row. ``min_e_pre``: a test
+    and its overlap with the cases are recorded in every result row. ``covariance_views``:
+    ``windows`` adds each non-square image's two end squares to ``C`` (see
+    :mod:`~pipeline.editing.key_sources`). ``min_e_pre``: a test
     group with fewer errors before the edit is *unmeasurable* (``measurable`` false; the
     comparison leaves it out of the means). ``grids``: per-method candidate lists replacing
     the methods' own ``grid``.
@@ -290,6 +294,7 @@ def run_edits(
         feature_cache_mb,
         say,
         list(known.values()),
+        covariance_views,
     )
     edit_model = split if split is not None else classifier.model
     chosen = {name: create_method(name) for name in methods}
