@@ -1,6 +1,7 @@
 """Edit a real classifier on real photos: rewrite vs fine-tuning (CamVid, COCO, ImageNet).
 
     .venv/bin/python benchmarks/edit_real.py --dataset camvid [--out-root DIR] [--val-frac 0.1]
+        [--cov-extra FOLDER ... | none] [--cov-views center|windows] [--no-each-style]
     .venv/bin/python benchmarks/edit_real.py --dataset coco [--concepts grass sky road snow tree]
         [--textures snow wood] [--max-pairs N] [--cov-every 3] [--val-frac 0.3]
     .venv/bin/python benchmarks/edit_real.py [--limit 200] [--groups dog bird]
@@ -10,7 +11,10 @@
 `--dataset camvid` / `coco`: label-free error cases (`pipeline.error_cases`) on ground-truth
 masks (`annotations` backend), with the key statistics `C` from a second build of images no
 case uses (CamVid: the `val` frames; COCO: every third photo of the 100-photo sample by file
-name; `benchmarks/edit_datasets.py`). The builds go to `--out-root` (default `/tmp/cs-edit`).
+name; `benchmarks/edit_datasets.py`), mixed with `--cov-extra` folders (CamVid default: the
+ImageNet samples, each image with its two end squares, `--cov-views windows`), and one case
+per style image (`--each-style`, CamVid default). The builds go to `--out-root` (default
+`/tmp/cs-edit`).
 
 Uses `../shared/datasets/imagenet-samples` (one photo per ImageNet class, `<wnid>_<name>.JPEG`,
 outside the repository; the script exits 0 with "skipped: ..." where it is absent). The photos
@@ -259,7 +263,7 @@ def main() -> int:
         "--cov-views",
         choices=["center", "windows"],
         default=None,
-        help="CamVid / COCO: windows adds each frame's two end squares to C (CamVid default)",
+        help="windows: add each image's two end squares to C (CamVid default; else center)",
     )
     parser.add_argument(
         "--each-style",
@@ -378,6 +382,7 @@ def run_imagenet(args: argparse.Namespace) -> int:
         budget_pp=args.budget_pp,
         device=args.device,
         covariance_images=builds["covariance"] if cov_photos else None,
+        covariance_views=args.cov_views or "center",
         grids=scale_grids(args),
         log=print,
     )
