@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from test_editing_labelfree import label_free_build  # noqa: F401  (fixture)
+from test_editing_labelfree import label_free_build, snowy_road_photos  # noqa: F401
 
 from pipeline.editing.build_images import BuildImages
 from pipeline.editing.covariance import KeyStatistics
@@ -94,24 +94,7 @@ def test_run_edits_records_the_mixed_image_set_and_its_overlap(tmp_path):
     from pipeline.editing.methods import Candidate
 
     rng = np.random.default_rng(1)
-    mask = np.zeros((14, 20), bool)
-    mask[:, :9] = True
-    photos = []
-    for index in range(12):
-        clean = photo(rng, index % 3 + 1)
-        snowy = clean.copy()
-        snowy[mask] = (235, 235, 245)
-        photos.append(
-            {
-                "name": f"p{index}",
-                "label": None,
-                "clean": clean,
-                "mask": mask,
-                "cfs": {"snow/0": snowy},
-                "clean_pred": 1,
-                "cf_preds": {"snow/0": 9 if index % 2 else 1},
-            }
-        )
+    photos = snowy_road_photos(rng)
     store = write_photo_build(tmp_path / "build", photos)
     for index in range(3):
         _save(tmp_path / "generic", f"g{index}.png", photo(rng, index + 1))

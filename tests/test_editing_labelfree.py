@@ -277,13 +277,10 @@ def test_a_build_without_cases_says_why(tmp_path):
     assert image("x").kind == "image" and torch.tensor([1]).item() == 1
 
 
-def test_run_edits_plans_label_free_error_cases_end_to_end(tmp_path):
-    from test_editing_eval import photo, tiny_classifier
+def snowy_road_photos(rng: np.random.Generator) -> list[dict]:
+    """12 unlabelled photos with a snowy left part; the build saw every odd one go wrong."""
+    from test_editing_eval import photo
 
-    from pipeline.editing import runner
-
-    rng = np.random.default_rng(1)
-    classifier = tiny_classifier()
     mask = np.zeros((14, 20), bool)
     mask[:, :9] = True
     photos = []
@@ -302,6 +299,17 @@ def test_run_edits_plans_label_free_error_cases_end_to_end(tmp_path):
                 "cf_preds": {"snow/0": 9 if index % 2 else 1},  # the build saw 6 errors
             }
         )
+    return photos
+
+
+def test_run_edits_plans_label_free_error_cases_end_to_end(tmp_path):
+    from test_editing_eval import tiny_classifier
+
+    from pipeline.editing import runner
+
+    rng = np.random.default_rng(1)
+    classifier = tiny_classifier()
+    photos = snowy_road_photos(rng)
     store = write_photo_build(tmp_path / "build", photos)
     grids = {"finetune-local": [Candidate({"lr": 1e-2, "steps": 3})]}
     methods = ["rewrite-closed", "finetune-local"]
