@@ -30,6 +30,10 @@ One photo per class means no single-class case is possible (a case needs `n_trai
 of its target), so each case targets a class group: exemplars are three photos of three
 classes of the group, target test groups the group's other photos, and a prediction is correct
 when it equals the photo's own label. One case per (background, texture, group).
+`--plan errors` plans error cases instead (`pipeline.error_cases`, labelled): 3 exemplars the
+model gets wrong in one style image (of any class, as no class has 3 photos), one case per
+style image, every other photo in the test groups, and `--val-frac` (default 0.35) of the
+photos for validation, so that about 200 clean photos steer the selection.
 
 Prints the build time, the cases, and per method the % errors corrected per test group (mean
 and 95% t interval over cases), the clean accuracy drop, SR / LR and the time per case.
@@ -274,6 +278,13 @@ def main() -> int:
     parser.add_argument("--scales", nargs="+", type=float, default=None, help="rewrite scales")
     parser.add_argument("--limit", type=int, default=200, help="number of photos")
     parser.add_argument("--groups", nargs="+", default=["dog", "bird"])
+    parser.add_argument(
+        "--plan",
+        choices=["groups", "errors"],
+        default="groups",
+        help="ImageNet cases: class groups with random exemplars, or error cases (exemplars "
+        "the model gets wrong, one case per style image, --val-frac 0.35 by default)",
+    )
     parser.add_argument("--textures", nargs="+", default=["snow", "wood"])
     parser.add_argument("--layer", default="blocks.6.0.conv_pwl")
     parser.add_argument("--methods", nargs="+", default=METHODS)
@@ -319,6 +330,7 @@ def run_imagenet(args: argparse.Namespace) -> int:
     from flows.build import build_dataset
     from pipeline.editing.groups import build_group_cases, class_group
     from pipeline.editing.runner import run_edits
+    from pipeline.error_cases import build_error_cases
     from pipeline.report.edits import write_comparison
 
     total = time.perf_counter()
@@ -359,12 +371,22 @@ def run_imagenet(args: argparse.Namespace) -> int:
     resolved = yaml.safe_load((out / "build.yaml").read_text()).get("resolved", {})
     print(f"masks from: {resolved.get('mask_model')}; edited: {args.model}")
 
-    cases = build_group_cases(out, groups, n_train=args.n_train, concepts=["background"])
+    if args.plan == "errors":
+        cases = build_error_cases(
+            out,
+            n_train=args.n_train,
+            val_frac=args.val_frac or 0.35,
+            concepts=["background"],
+            each_style=True if args.each_style is None else args.each_style,
+        )
+    else:
+        cases = build_group_cases(out, groups, n_train=args.n_train, concepts=["background"])
     for case in cases:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in case.test_groups.items())
         print(
             f"case {case.case_id}: train {len(case.train)} ({case.train_style}); {sizes}; "
-            f"validation {len(case.validation)}, heldout {len(case.heldout)}"
+            f"validation {len(case.validation)} clean + {len(case.validation_cf)} transformed, "
+            f"heldout {len(case.heldout)}"
         )
     if not cases:
         print("no case could be planned (too few photos per group?)")

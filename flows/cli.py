@@ -250,11 +250,12 @@ def edit(
         typer.Option("--plan", help="Case plan if BUILD/cases is empty: auto, classes or errors."),
     ] = "auto",
     covariance: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
             "--covariance",
-            help="Images for the key statistics C: a build or an image folder; repeat to mix "
-            "several with equal weights (default: the build's images no case uses).",
+            help="Images for the key statistics C: a build, an image folder, or a Hugging Face "
+            "dataset (hf:NAME_OR_PATH[@SPLIT][#COLUMN]); repeat to mix several with equal "
+            "weights (default: the build's images no case uses).",
         ),
     ] = None,
     covariance_views: Annotated[
@@ -278,9 +279,9 @@ def edit(
         fail([Problem("--build", f"{build_dir} has no manifest.parquet; build it first")])
     problems = check_classifier_name(model, "--model") + check_methods(method)
     problems += [
-        Problem("--covariance", f"{path} is not a folder (a build or a folder of images)")
-        for path in covariance or []
-        if not path.is_dir()
+        Problem("--covariance", f"{spec} is not a folder (a build or a folder of images)")
+        for spec in covariance or []
+        if not spec.startswith("hf:") and not Path(spec).is_dir()
     ]
     if covariance_views not in ("center", "windows"):
         problems.append(
@@ -306,7 +307,7 @@ def edit(
                 device=device,
                 cases=case,
                 plan=plan,
-                covariance=[str(path) for path in covariance] if covariance else None,
+                covariance=list(covariance) if covariance else None,
                 covariance_views=covariance_views,
             )
     table = edits_dir(build_dir) / COMPARISON_MD

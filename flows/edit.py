@@ -57,8 +57,9 @@ def edit_batch_task(
 
 
 def covariance_spec(covariance: list[str] | None) -> str | list[str] | None:
-    """The runner's ``covariance_images`` for the flow's list of folders (none: the build's own
-    images no case uses; one: that build or image folder; several: their equal-weight mix)."""
+    """The runner's ``covariance_images`` for the flow's list of image sets (none: the build's
+    own images no case uses; one: that build, image folder or ``hf:`` dataset; several: their
+    equal-weight mix)."""
     if not covariance:
         return None
     return covariance[0] if len(covariance) == 1 else list(covariance)

@@ -80,6 +80,9 @@ def test_edit_runs_the_flow_on_the_chosen_cases(tmp_path, monkeypatch, prefect_h
     result = runner.invoke(app, [*args, *mix], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert covariances[-1] == [str(tmp_path / "val"), str(tmp_path / "photos")]
+    hub = runner.invoke(app, [*args, "--covariance", "hf:user/photos@validation"])
+    assert hub.exit_code == 0, hub.output
+    assert covariances[-1] == "hf:user/photos@validation"  # passed on verbatim
     bad = runner.invoke(app, [*args, "--covariance", str(tmp_path / "absent")])
     assert bad.exit_code == 2 and "is not a folder" in bad.output
 

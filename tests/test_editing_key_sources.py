@@ -11,14 +11,17 @@ import torch
 from PIL import Image
 from test_editing_labelfree import label_free_build, snowy_road_photos  # noqa: F401
 
-from pipeline.editing.build_images import BuildImages
+from pipeline.editing.build_images import BuildImages, image
 from pipeline.editing.covariance import KeyStatistics
 from pipeline.editing.key_sources import (
+    case_image_ids,
     folder_source,
     image_views,
+    images_source,
     key_sources,
     mixed_covariance,
     mixed_name,
+    parse_hf_spec,
 )
 from pipeline.hashing import pixels_id
 
@@ -137,3 +140,51 @@ def test_windows_add_the_two_end_squares_of_a_non_square_image(tmp_path):
     assert windows.name == plain.name + "-windows"  # its own cache entry and run key
     (batch,) = windows.read(lambda views: [v.shape[:2] for v in views], 8)
     assert batch == [(40, 100), (40, 40), (40, 40)]
+
+
+def _png(rgb):
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_hugging_face_dataset_is_an_image_set_for_c(
+    tmp_path,
+    caplog,
+    label_free_build,  # noqa: F811
+):
+    import datasets
+
+    store, case = label_free_build
+    data = BuildImages(store.root)
+    used = data.rgb(image(sorted(case_image_ids(data, [case]))[0]))
+    new = np.full((12, 20, 3), 5, np.uint8)
+    features = datasets.Features({"picture": datasets.Image()})
+    rows = {
+        "picture": [
+            {"bytes": _png(used), "path": None},
+            {"bytes": _png(new), "path": None},
+            {"bytes": b"garbage bytes", "path": None},
+            None,
+        ]
+    }
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "ds"))
+    with caplog.at_level(logging.WARNING):
+        (source,) = key_sources(data, f"hf:{tmp_path / 'ds'}@train#picture", [case])
+    assert source.images == 3 - 1 and source.name.startswith("hf-ds-train-2img-")
+    assert "skipped an image" in caplog.text
+    # the overlap with the cases' images is found by pixels, whatever the file or row
+    spec = parse_hf_spec(f"hf:{tmp_path / 'ds'}#picture")
+    assert images_source(spec, "ds", {pixels_id(used)}).overlap == 1
+    shapes = [tuple(v.shape[:2]) for b in source.read(lambda views: views, 8) for v in b]
+    assert (12, 20) in shapes and len(shapes) == 2
+    # mixed with a folder, and the spec's parts are checked
+    _save(tmp_path / "a", "x.png", np.full((8, 8, 3), 9, np.uint8))
+    both = key_sources(data, [str(tmp_path / "a"), f"hf:{tmp_path / 'ds'}#picture"], [case])
+    assert [s.images for s in both] == [1, 2]
+    with pytest.raises(KeyError, match="no column 'image'"):
+        key_sources(data, f"hf:{tmp_path / 'ds'}", [case])
+    with pytest.raises(ValueError, match="no dataset"):
+        key_sources(data, "hf:", [case])

@@ -10,8 +10,9 @@ checked for overlap with the cases by content id (:func:`pipeline.hashing.pixels
 decoded image, the build's ``image_id``).
 
 A spec is one of: ``None`` (the build's images no case uses), an ``int`` (the first ``n`` by
-id), a list of image ids of the build, a path (a build folder, or any folder of images), or a
-list of paths (the mix).
+id), a list of image ids of the build, a path (a build folder, or any folder of images), a
+Hugging Face dataset (``hf:NAME_OR_PATH[@SPLIT][#IMAGE_COLUMN]``: a Hub name read from the local
+cache, or a ``save_to_disk`` folder), or a list of paths and ``hf:`` specs (the mix).
 
 ``views="windows"`` adds, for every image that is not square, its two end squares (left and
 right, or top and bottom) to the full image: the classifier's centre crop never sees the sides
@@ -21,6 +22,7 @@ of a wide frame, and keys at the sides of the grid are what the test frames' own
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +36,15 @@ from pipeline.editing.covariance import KeyStatistics
 from pipeline.editing.predict import batched
 from pipeline.hashing import pixels_id, stable_key
 from pipeline.imageio import ImageDecodeError, decode_image, resize_max_side
+from pipeline.sources.base import Source, SourceRef
 from pipeline.sources.folder import FolderSource
+from pipeline.sources.huggingface import HuggingFaceSource
 
 logger = logging.getLogger(__name__)
 
 Preprocess = Callable[[list[np.ndarray]], torch.Tensor]
 VIEWS = ("center", "windows")
+HF_PREFIX = "hf:"
 CovarianceSpec = int | Sequence[str] | str | Path | Sequence[str | Path] | None
 
 
@@ -121,49 +126,91 @@ def _is_build(path: Path) -> bool:
     return (path / "build.yaml").is_file() or (path / "manifests").is_dir()
 
 
-def _decoded(files: Sequence[Path], max_side: int | None) -> Iterator[tuple[Path, np.ndarray]]:
-    for path in files:
+def _decoded(
+    source: Source, refs: Sequence[SourceRef], max_side: int | None
+) -> Iterator[tuple[SourceRef, np.ndarray]]:
+    for ref in refs:
         try:
-            rgb = decode_image(path.read_bytes(), str(path)).rgb
+            rgb = decode_image(source.read(ref), ref.uri).rgb
         except (OSError, ImageDecodeError) as err:
             logger.warning("key statistics: skipped an image: %s", err)
             continue
-        yield path, rgb if max_side is None else resize_max_side(rgb, max_side)
+        yield ref, rgb if max_side is None else resize_max_side(rgb, max_side)
 
 
-def folder_source(
-    folder: Path, used: set[str], max_side: int | None = None, views: str = "center"
+def images_source(
+    source: Source, label: str, used: set[str], max_side: int | None = None, views: str = "center"
 ) -> KeySource:
-    """A plain folder of images (walked like a build's ``folder`` source; unreadable files are
-    skipped with a warning naming them). One decoding pass computes the content ids, for the
-    image-set id and the overlap with the cases; images are downscaled to the cases' build
-    ``max_side`` so they reach the classifier's transform like the build's own images."""
-    files = [Path(ref.uri) for ref in FolderSource(folder, infer_labels=False).refs()]
+    """Any image source (a folder, a Hugging Face dataset) as an image set for ``C``.
+
+    Unreadable images are skipped with a warning naming them. One decoding pass computes the
+    content ids, for the image-set id and the overlap with the cases; images are downscaled to
+    the cases' build ``max_side`` so they reach the classifier's transform like the build's
+    own images."""
     good, ids = [], []
-    for path, rgb in _decoded(files, None):
-        good.append(path)
+    for ref, rgb in _decoded(source, list(source.refs()), None):
+        good.append(ref)
         ids.append(pixels_id(rgb))
     if not good:
-        raise ValueError(f"covariance folder {folder}: no readable image")
-    name = f"folder-{folder.name}-{len(ids)}img-{stable_key(sorted(ids), length=12)}"
-    name += _suffix(views)
+        raise ValueError(f"covariance images {label}: no readable image")
+    name = f"{_slug(label)}-{len(ids)}img-{stable_key(sorted(ids), length=12)}{_suffix(views)}"
 
     def read(preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
         for chunk in batched(good, batch_size):
             yield preprocess(
-                [v for _, rgb in _decoded(chunk, max_side) for v in image_views(rgb, views)]
+                [v for _, rgb in _decoded(source, chunk, max_side) for v in image_views(rgb, views)]
             )
 
     return KeySource(name, len(ids), len(set(ids) & used), read)
 
 
-def _path_source(data: BuildImages, path: Path, used: set[str], views: str) -> KeySource:
+def folder_source(
+    folder: Path, used: set[str], max_side: int | None = None, views: str = "center"
+) -> KeySource:
+    """A plain folder of images, walked like a build's ``folder`` source."""
+    source = FolderSource(folder, infer_labels=False)
+    return images_source(source, f"folder-{folder.name}", used, max_side, views)
+
+
+def parse_hf_spec(spec: str) -> HuggingFaceSource:
+    """``hf:NAME_OR_PATH[@SPLIT][#IMAGE_COLUMN]``: a Hub dataset (from the local cache when
+    offline) or a ``save_to_disk`` / data folder, split ``train`` and column ``image`` by
+    default."""
+    body = spec.removeprefix(HF_PREFIX)
+    body, _, column = body.partition("#")
+    body, _, split = body.partition("@")
+    if not body:
+        raise ValueError(f"covariance images {spec!r}: no dataset after {HF_PREFIX!r}")
+    local = Path(body).expanduser()
+    return HuggingFaceSource(
+        dataset=None if local.exists() else body,
+        path=str(local) if local.exists() else None,
+        split=split or "train",
+        image_column=column or "image",
+        label_names="dataset",
+    )
+
+
+def _max_side(data: BuildImages) -> int | None:
+    config = data.store.resolved()
+    max_side = (config.get("image") or {}).get("max_side") if config else None
+    return int(max_side) if max_side else None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "images"
+
+
+def _set_source(data: BuildImages, spec: str | Path, used: set[str], views: str) -> KeySource:
+    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
+        source = parse_hf_spec(spec)
+        label = f"hf-{Path(source.name).name}-{source.split}"
+        return images_source(source, label, used, _max_side(data), views)
+    path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(f"covariance images {path}: not a folder (a build or images)")
     if not _is_build(path):
-        config = data.store.resolved()
-        max_side = (config.get("image") or {}).get("max_side") if config else None
-        return folder_source(path, used, int(max_side) if max_side else None, views)
+        return folder_source(path, used, _max_side(data), views)
     other = BuildImages(path)
     ids = sorted(str(i) for i in other.images["image_id"])
     name = f"build-{path.name}-{len(ids)}img-{stable_key(ids, length=12)}{_suffix(views)}"
@@ -174,7 +221,9 @@ def _is_path_list(spec: object) -> bool:
     if isinstance(spec, str | Path | int) or spec is None:
         return False
     items = list(spec)  # type: ignore[call-overload]
-    return bool(items) and all(isinstance(i, Path) or Path(str(i)).is_dir() for i in items)
+    return bool(items) and all(
+        isinstance(i, Path) or str(i).startswith(HF_PREFIX) or Path(str(i)).is_dir() for i in items
+    )
 
 
 def key_sources(
@@ -185,12 +234,12 @@ def key_sources(
         raise ValueError(f"unknown key-statistics views {views!r}; use one of {VIEWS}")
     used = case_image_ids(data, cases)
     if isinstance(spec, str | Path):
-        return [_path_source(data, Path(spec), used, views)]
+        return [_set_source(data, spec, used, views)]
     if _is_path_list(spec):
-        paths = [Path(str(p)) for p in spec]  # type: ignore[union-attr]
-        if len(set(paths)) < len(paths):
-            raise ValueError(f"covariance image sets listed twice: {[str(p) for p in paths]}")
-        return [_path_source(data, p, used, views) for p in paths]
+        sets = list(spec)  # type: ignore[call-overload]
+        if len({str(p) for p in sets}) < len(sets):
+            raise ValueError(f"covariance image sets listed twice: {[str(p) for p in sets]}")
+        return [_set_source(data, p, used, views) for p in sets]
     ids = covariance_image_ids(data, spec, exclude=used)  # type: ignore[arg-type]
     name = f"{len(ids)}img-{stable_key(ids, length=12)}{_suffix(views)}"
     return [KeySource(name, len(ids), len(set(ids) & used), _build_batches(data, ids, views))]

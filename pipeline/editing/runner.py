@@ -258,7 +258,8 @@ def run_edits(
     :func:`default_layer`). ``methods``: registry names (:func:`available_methods`).
     ``cases``: case objects or ids (default: every case of the build, planned by ``plan``, see
     :func:`resolve_cases`). ``covariance_images``: another build's folder, a folder of images, a
-    list of such folders (``C`` is then the mean of their second moments), or see
+    Hugging Face dataset (``hf:…``), a list of such sets (``C`` is then the mean of their
+    second moments), or see
     :func:`covariance_image_ids` (by default the build's images no case uses); the image set
     and its overlap with the cases are recorded in every result row. ``covariance_views``:
     ``windows`` adds each non-square image's two end squares to ``C`` (see
