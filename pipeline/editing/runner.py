@@ -413,6 +413,8 @@ def _run_case(
             "layer": run.layer,
             "run_key": keys[name],
             "candidate": json.dumps(summary.get("candidate", {}), sort_keys=True),
+            # the method's fixed settings (cov_floor, cov_ridge, steps, ...) under the candidate
+            "settings": json.dumps(run.methods[name].settings(), sort_keys=True),
             "within_budget": bool(summary.get("within_budget", False)),
             "budget_pp": float(run.budget_pp),
             "val_drop_pp": float(summary.get("val_drop_pp", math.nan)),
