@@ -266,6 +266,7 @@ def edit(
     ] = "center",
 ) -> None:
     """Edit a classifier with each method on the build's cases; compare (BUILD/edits)."""
+    from pipeline.editing.key_sources import is_hf_spec
     from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
     from pipeline.validate import (
         Problem,
@@ -281,7 +282,7 @@ def edit(
     problems += [
         Problem("--covariance", f"{spec} is not a folder (a build or a folder of images)")
         for spec in covariance or []
-        if not spec.startswith("hf:") and not Path(spec).is_dir()
+        if not is_hf_spec(spec) and not Path(spec).is_dir()
     ]
     if covariance_views not in ("center", "windows"):
         problems.append(

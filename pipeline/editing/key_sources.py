@@ -172,6 +172,11 @@ def folder_source(
     return images_source(source, f"folder-{folder.name}", used, max_side, views)
 
 
+def is_hf_spec(spec: object) -> bool:
+    """Whether a covariance image-set spec names a Hugging Face dataset (``hf:…``)."""
+    return isinstance(spec, str) and spec.startswith(HF_PREFIX)
+
+
 def parse_hf_spec(spec: str) -> HuggingFaceSource:
     """``hf:NAME_OR_PATH[@SPLIT][#IMAGE_COLUMN]``: a Hub dataset (from the local cache when
     offline) or a ``save_to_disk`` / data folder, split ``train`` and column ``image`` by
@@ -187,7 +192,6 @@ def parse_hf_spec(spec: str) -> HuggingFaceSource:
         path=str(local) if local.exists() else None,
         split=split or "train",
         image_column=column or "image",
-        label_names="dataset",
     )
 
 
@@ -202,8 +206,8 @@ def _slug(text: str) -> str:
 
 
 def _set_source(data: BuildImages, spec: str | Path, used: set[str], views: str) -> KeySource:
-    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
-        source = parse_hf_spec(spec)
+    if is_hf_spec(spec):
+        source = parse_hf_spec(str(spec))
         label = f"hf-{Path(source.name).name}-{source.split}"
         return images_source(source, label, used, _max_side(data), views)
     path = Path(spec)
@@ -222,7 +226,7 @@ def _is_path_list(spec: object) -> bool:
         return False
     items = list(spec)  # type: ignore[call-overload]
     return bool(items) and all(
-        isinstance(i, Path) or str(i).startswith(HF_PREFIX) or Path(str(i)).is_dir() for i in items
+        isinstance(i, Path) or is_hf_spec(i) or Path(str(i)).is_dir() for i in items
     )
 
 
