@@ -1,12 +1,19 @@
-"""A build killed with SIGKILL at several points resumes to exactly the uninterrupted result.
+"""A build killed with SIGKILL resumes to exactly the uninterrupted result.
 
-`build_dataset` runs in a child process (`python -c`, its own PREFECT_HOME). The test watches the
-build directory and kills the child's whole process group when a stage has written its first
-new files (inside a shard), when a shard's part appears (between shards) and while the
-manifests are consolidated. Each kill is followed by a check that nothing torn is visible, then
-the next run resumes in the same directory; a last run completes it. The result must equal an
-uninterrupted build (run in the test's own process): same manifests (`table_digest`), same
-files with the same bytes, unique ids, no `.tmp-*` files.
+`build_dataset` runs in a child process (`python -c`, its own PREFECT_HOME). The main test
+arms one named failpoint per run (`CONCEPTSWAP_FAILPOINTS=NAME:kill`, see
+`pipeline/failpoints.py`): the child kills itself with SIGKILL at exactly that point, so the
+test is the same on any machine at any speed. The runs follow each other in one build
+directory, each resuming what the last one left, through every point of the build: inside each
+stage (its files written, its manifest part not), between shards, in the middle of an atomic
+write, and before, between and after every consolidated manifest. After each kill nothing torn
+is visible and the build is not stamped up to date; a last run completes it, and the result
+must equal an uninterrupted build (run in the test's own process): same manifests
+(`table_digest`), same files with the same bytes, unique ids, no `.tmp-*` files.
+
+A second test kills from outside by polling the build directory, as a check that a real signal
+at an arbitrary moment behaves like the failpoints; a point it cannot catch (the child
+finished first) is accepted and reported.
 
 The children talk to the session's Prefect test server (`PREFECT_API_URL`) instead of starting
 a temporary server each: a child killed with SIGKILL cannot stop the temporary server it
@@ -33,9 +40,11 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from pipeline.failpoints import ENV, MANIFEST_KINDS
 from pipeline.store import BuildStore
 from pipeline.store.atomic import TEMP_PREFIX, atomic_write_bytes
 from pipeline.store.manifest import ID_COLUMNS, table_digest
+from pipeline.store.stamp import stamp_path
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "immunohistochemistry", "colorwheel")
@@ -47,11 +56,22 @@ CHILD = (
     "from flows.build import build_dataset\n"
     "build_dataset(config=json.loads(sys.argv[1]), out=sys.argv[2])\n"
 )
-# (what to watch, how many new entries trigger the kill): in order, each run resumes the last
-KILL_POINTS = (
-    ("images", 1),  # inside the first shard's ingest
-    ("stylized", 1),  # inside a stylize stage (its masks just written)
-    ("counterfactuals", 1),  # inside a transform-and-filter stage
+# the failpoints armed one per run, in order; each run resumes what the last one left
+BUILD_POINTS = (
+    "ingest.before_part",  # shard 1: images written, no part
+    "segment.before_part",
+    "stylize.before_part",
+    "counterfactual.before_part",
+    "shard.after",  # shard 1 complete, shard 2 not started
+    "atomic.before_rename@2",  # shard 2's second image: complete temp file, not renamed
+    "consolidate.before",  # every shard done
+    *(f"consolidate.after_{kind}" for kind in MANIFEST_KINDS),
+    "consolidate.after_stats",
+    "build.before_stamp",
+)
+# (what to watch from outside, how many new entries trigger the kill)
+POLL_POINTS = (
+    ("stylized", 1),  # inside a stylize stage
     ("manifests/parts/counterfactuals", 1),  # right after a shard finished: between shards
     ("manifests/images.parquet", 1),  # while the manifests are consolidated
 )
@@ -102,15 +122,21 @@ def run_build(
     out: Path,
     env: dict[str, str],
     log: Path,
-    kill_at: tuple[str, int] | None = None,
+    *,
+    failpoint: str | None = None,
+    poll_kill: tuple[str, int] | None = None,
 ) -> int:
-    """Run a build in a child process group; with `kill_at`, SIGKILL it at that point.
+    """Run a build in a child process group; returns its exit code (-9 when killed).
 
-    Returns the exit code (-9 when killed)."""
+    `failpoint`: arm it (`NAME[@HIT]`, action kill) in the child. `poll_kill`: SIGKILL the
+    child's group from here once `out/what` has `count` new entries."""
     import torch
 
     threads = torch.get_num_threads()
-    base = count(out, kill_at[0]) if kill_at else 0
+    base = count(out, poll_kill[0]) if poll_kill else 0
+    if failpoint:
+        name, _, hit = failpoint.partition("@")
+        env = {**env, ENV: f"{name}:kill" + (f"@{hit}" if hit else "")}
     with log.open("ab") as sink:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, json.dumps(config), str(out), str(threads)],
@@ -122,7 +148,7 @@ def run_build(
         )
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while child.poll() is None:
-            if kill_at and count(out, kill_at[0]) >= base + kill_at[1]:
+            if poll_kill and count(out, poll_kill[0]) >= base + poll_kill[1]:
                 os.killpg(child.pid, signal.SIGKILL)
                 return child.wait()
             if time.monotonic() > deadline:
@@ -130,9 +156,22 @@ def run_build(
                 child.wait()
                 pytest.fail(f"build ran over {RUN_TIMEOUT_S} s; log:\n{log.read_text()[-3000:]}")
             time.sleep(0.02)
-    if child.returncode != 0:
+    if failpoint and child.returncode != -signal.SIGKILL:
+        pytest.fail(
+            f"failpoint {failpoint} was never reached (exit {child.returncode}); "
+            f"log:\n{log.read_text()[-3000:]}"
+        )
+    if not failpoint and child.returncode not in (0, -signal.SIGKILL):
         pytest.fail(f"build failed ({child.returncode}); log:\n{log.read_text()[-3000:]}")
     return child.returncode
+
+
+def last_failpoint(log: Path) -> str | None:
+    """The failpoint named by the last `failpoint NAME: kill` line of the log."""
+    lines = [
+        ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("failpoint ")
+    ]
+    return lines[-1].split()[1].rstrip(":") if lines else None
 
 
 def progress(root: Path) -> dict[str, int]:
@@ -208,27 +247,8 @@ def child_env(tmp_path: Path, prefect_harness: None) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
-def test_killed_builds_resume_to_the_uninterrupted_result(
-    tmp_path: Path, child_env: dict[str, str]
-) -> None:
-    from flows.build import build_dataset
-
-    config = make_inputs(tmp_path)
-    log = tmp_path / "builds.log"
-    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    build_dataset(config=config, out=str(reference))  # uninterrupted, in this process
-
-    codes, states = [], []
-    for kill_at in KILL_POINTS:
-        codes.append(run_build(config, crashed, child_env, log, kill_at))
-        states.append(progress(crashed))
-        print(f"killed at {kill_at}: {states[-1]}")  # where the kill landed (pytest -s)
-        assert_nothing_torn(crashed)
-    assert codes == [-signal.SIGKILL] * len(KILL_POINTS), f"a kill point was missed: {states}"
-    assert not (crashed / "manifest.parquet").exists()  # every run so far died before the end
-    run_build(config, crashed, child_env, log)
-
+def assert_resumes_to(reference: Path, crashed: Path) -> None:
+    """`crashed`, completed by resumed runs, equals the uninterrupted `reference`."""
     assert not [p for p in crashed.rglob(f"{TEMP_PREFIX}*")], "temp files left behind"
     assert_nothing_torn(crashed)
     assert manifest_digests(crashed) == manifest_digests(reference), differing_columns(
@@ -245,6 +265,58 @@ def test_killed_builds_resume_to_the_uninterrupted_result(
     rows = pq.read_table(crashed / "manifest.parquet").num_rows
     assert rows == len(PHOTOS) * 2 * 2  # 2 concepts x 2 style images per photo
     assert (crashed / "quarantine.jsonl").read_text() == ""
+
+
+def stamped(root: Path) -> bool:
+    """Whether the build carries an up-to-date stamp (whatever its signature)."""
+    return stamp_path(root).is_file()
+
+
+@pytest.fixture
+def reference(tmp_path: Path, prefect_harness: None) -> tuple[dict, Path]:
+    """The inputs' config and an uninterrupted build of it, made in this process."""
+    from flows.build import build_dataset
+
+    config = make_inputs(tmp_path)
+    out = tmp_path / "reference"
+    build_dataset(config=config, out=str(out))
+    return config, out
+
+
+@pytest.mark.slow
+def test_a_build_killed_at_every_failpoint_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, child_env: dict[str, str], reference: tuple[dict, Path]
+) -> None:
+    config, uninterrupted = reference
+    log = tmp_path / "builds.log"
+    crashed = tmp_path / "crashed"
+    for point in BUILD_POINTS:
+        run_build(config, crashed, child_env, log, failpoint=point)
+        assert last_failpoint(log) == point.partition("@")[0]
+        assert_nothing_torn(crashed)
+        assert not stamped(crashed), f"stamped up to date after a kill at {point}"
+    run_build(config, crashed, child_env, log)
+    assert_resumes_to(uninterrupted, crashed)
+
+
+@pytest.mark.slow
+def test_a_build_killed_from_outside_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, child_env: dict[str, str], reference: tuple[dict, Path]
+) -> None:
+    """Real SIGKILLs at moments found by polling; a moment the child outran is reported."""
+    config, uninterrupted = reference
+    log = tmp_path / "builds.log"
+    crashed = tmp_path / "crashed"
+    for point in POLL_POINTS:
+        code = run_build(config, crashed, child_env, log, poll_kill=point)
+        state = progress(crashed)
+        if code == 0:
+            print(f"{point}: the build finished before the kill; not caught ({state})")
+            break
+        print(f"killed at {point}: {state}")  # where the kill landed (pytest -s)
+        assert_nothing_torn(crashed)
+    run_build(config, crashed, child_env, log)
+    assert_resumes_to(uninterrupted, crashed)
 
 
 # -- the mechanisms the resume relies on, in process -------------------------------------------

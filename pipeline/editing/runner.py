@@ -70,6 +70,7 @@ from pipeline.editing.run_inputs import (
     resolve_cases,
 )
 from pipeline.editing.split import SplitModel
+from pipeline.failpoints import failpoint
 from pipeline.hashing import stable_key
 from pipeline.store.edits_layout import (
     CACHE_DIR,
@@ -331,7 +332,9 @@ def run_edits(
         if not existing.empty:
             existing = existing[~existing["run_key"].isin(fresh["run_key"])]
         existing = pd.concat([existing, fresh], ignore_index=True) if len(existing) else fresh
+        failpoint("edit.before_results")
         write_frame(existing, results_path)
+        failpoint("edit.after_case")
         done |= set(fresh["run_key"])
         say(f"[{number}/{len(all_cases)}] {case.case_id}: {', '.join(pending)} done")
         progress.advance("edit", 1, len(all_cases))

@@ -14,7 +14,8 @@ counterfactual rows join it by `image_id`, or carry it inline with `inline_image
 (when the build has edit cases).
 
 The folder is written to a staging folder next to `out_dir` and renamed into place once it is
-complete, so a reader (or an upload) sees the old export or the whole new one. The export is
+complete, so a reader (or an upload) sees the old export or the whole new one; a killed export
+leaves no `out_dir` of its own, and the next export removes its staging folder. The export is
 deterministic: rows sorted by id, no timestamps in the files or the card, so the same build
 gives the same bytes and a re-publish uploads nothing.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import progress
+from pipeline.failpoints import failpoint
 from pipeline.publish.card import is_export, render_card
 from pipeline.publish.licenses import (
     UnknownLicenseError,
@@ -62,6 +64,7 @@ from pipeline.publish.shards import (
     write_config,
 )
 from pipeline.publish.webdataset import write_tar_config
+from pipeline.store.atomic import TEMP_PREFIX
 
 FORMATS = ("hub", "hf", "parquet", "webdataset")
 LAYOUT = {"hub": "hub", "hf": "arrow", "parquet": "parquet"}
@@ -220,7 +223,8 @@ def export_build(
         progress.advance(progress_stage, rows)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=out.parent))
+    _sweep_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(out), dir=out.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the export is for others too
     try:
         written: list[tuple[ConfigExport, Any]] = []
@@ -241,15 +245,50 @@ def export_build(
             _write_save_to_disk_metadata(staging, written)
         location = repo_id if format == "hub" else str(out)
         card = render_card(view, written, license_id, images, location, format, inline_images)
+        failpoint("export.after_rows")
         (staging / "README.md").write_text(card, encoding="utf-8")  # inside the staging folder
         staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        _swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(out, tuple(c for c, _ in written), license_id, unknown, format)
+
+
+OLD_SUFFIX = "-old"  # an old export set aside while the new one is renamed into place
+
+
+def _staging_prefix(out: Path) -> str:
+    """Staging folders of `out` are `.tmp-export-<name>-*` beside it: a re-run finds and
+    removes those a killed export left (they never hold a finished export)."""
+    return f"{TEMP_PREFIX}export-{out.name}-"
+
+
+def _sweep_staging(out: Path) -> int:
+    """Clean up after a killed export of `out`: an old export it had set aside goes back to
+    `out` when nothing replaced it; staging folders are removed."""
+    leftovers = sorted(p for p in out.parent.glob(f"{_staging_prefix(out)}*") if p.is_dir())
+    for folder in leftovers:
+        if folder.name.endswith(OLD_SUFFIX) and not out.exists():
+            folder.rename(out)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return len(leftovers)
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished `staging` to `out`. An old export is first renamed aside (so that a
+    crash at any moment leaves the old export or the new one at `out`, or at worst neither
+    with the old one aside under the staging prefix) and removed once the new one is in
+    place."""
+    old = None
+    if out.exists():
+        old = staging.with_name(staging.name + OLD_SUFFIX)
+        out.rename(old)
+        failpoint("export.old_set_aside")
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def read_export_bytes(root: str | Path) -> dict[str, bytes]:

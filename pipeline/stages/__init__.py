@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.config import BuildConfig
+from pipeline.failpoints import failpoint
 from pipeline.sources import SourceRef
 from pipeline.stages.backends import Backends
 from pipeline.stages.counterfactual import counterfactual_shard
@@ -44,6 +45,7 @@ def run_shard(
     masks_key, masks = segment_shard(store, images, backends, config)
     stylized_key, stylized = stylize_shard(store, images, masks, backends, config)
     cf_key, records = counterfactual_shard(store, images, masks, stylized, backends, config)
+    failpoint("shard.after")
     return ShardResult(
         keys=dict(zip(STAGE_KINDS, (images_key, masks_key, stylized_key, cf_key), strict=True)),
         images=len(images),

@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.classify import Classifier, topk
 from pipeline.config import BuildConfig, TransformConfig
+from pipeline.failpoints import failpoint
 from pipeline.filters import judge
 from pipeline.hashing import stable_key
 from pipeline.records import ConceptMask, Counterfactual, SourceImage, Stylized
@@ -171,6 +172,7 @@ def counterfactual_shard(
         records = _classify_and_judge(
             store, planned, clean_probs, render, writer, classifier, backends.classifier.id, config
         )
+    failpoint("counterfactual.before_part")
     store.write_part("counterfactuals", key, records)
     return key, records
 

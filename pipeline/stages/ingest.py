@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.config import BuildConfig
+from pipeline.failpoints import failpoint
 from pipeline.hashing import pixels_id, stable_key
 from pipeline.imageio import ImageDecodeError, decode_image, resize_max_side
 from pipeline.records import QuarantineEntry, SourceImage
@@ -68,5 +69,6 @@ def ingest_shard(
                 )
             )
     store.quarantine(quarantined)
+    failpoint("ingest.before_part")
     store.write_part("images", key, images)
     return key, images

@@ -8,6 +8,7 @@ import numpy as np
 
 from pipeline import progress
 from pipeline.config import BuildConfig
+from pipeline.failpoints import failpoint
 from pipeline.hashing import stable_key
 from pipeline.imageio import ImageDecodeError
 from pipeline.records import ConceptMask, QuarantineEntry, SourceImage
@@ -98,5 +99,6 @@ def segment_shard(
                     )
             progress.advance("images", len(batch))  # a batch is what the model computes at once
     store.quarantine(quarantined)
+    failpoint("segment.before_part")
     store.write_part("masks", key, masks)
     return key, masks

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.config import BuildConfig
+from pipeline.failpoints import failpoint
 from pipeline.hashing import stable_key
 from pipeline.records import ConceptMask, SourceImage, StyleImage, Stylized
 from pipeline.stages.backends import Backends
@@ -90,5 +91,6 @@ def stylize_shard(
                     path=store.relpath("stylized", sid),
                 )
             )
+    failpoint("stylize.before_part")
     store.write_part("stylized", key, records)
     return key, records

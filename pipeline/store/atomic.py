@@ -15,6 +15,8 @@ import os
 import secrets
 from pathlib import Path
 
+from pipeline.failpoints import failpoint
+
 TEMP_PREFIX = ".tmp-"
 FILE_MODE = 0o666  # before the umask, as for open(path, "w")
 
@@ -43,6 +45,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, skip_if_same: bool = False
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        failpoint("atomic.before_rename")
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
