@@ -1,19 +1,22 @@
 """How close a build comes to the speed its models allow: the limit ratio, before and after.
 
     .venv/bin/python benchmarks/model_limit.py [--folder PATH] [--limits 48] [--photos 64]
-        [--before /tmp/before] [--after .] [--no-demo]
+        [--before /tmp/before] [--after .] [--no-demo] [--no-builds]
 
 1. Bare model rates of the build's classifier on this machine: ONNX Runtime (CPU EP, torch's
    thread count) and torch eager (channels-last) at batch 1..32 on a fixed random batch; the
    best attainable rate is the fastest of them.
-2. `predict_proba` on `--photos` real photos resized to 384 px (preprocessing included) with
-   the engine `auto` picks, against ORT's bare rate at its best batch (target >= 0.8).
+2. `predict_proba` on `--photos` real photos resized to 384 px (preprocessing included), against
+   ORT's bare rate at its best batch (target >= 0.8), for: the Python API
+   (`create_classifier(name)`, no engine named), the build's classifier (`load_classifier` of
+   the default `ClassifierConfig`) and torch eager by name (`engine="eager"`).
 3. Builds, side by side in this run: `benchmarks/build_throughput.py` of the code at `--before`
    (the commit before the engines) and at `--after`, for the demo and the first N photos of
    `--folder` for each N in `--limits`. For each build: wall, time inside the models, the old
    overhead ratio (wall / models), and the limit = classifier passes / best attainable rate +
    the segmenter's and stylizer's model time (no faster engine exists for them here:
    Grad-CAM needs gradients and the stylizer is numpy/OpenCV), limit ratio = wall / limit.
+   `--no-builds` stops after 2.
 
 Every figure depends on the machine's load: the load average is printed with each.
 """
@@ -27,10 +30,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = ROOT.parent / "shared" / "datasets" / "imagenet-samples" / "images"
 BATCHES = (1, 4, 8, 16, 32)
+MODEL = "timm:tf_efficientnet_lite0"
 
 
 def load() -> str:
@@ -45,7 +50,7 @@ def bare_rates(repeats: int = 3) -> dict[str, float]:
     from pipeline.classify.engines import TorchEngine, images_per_second, probe_input
     from pipeline.classify.onnx_engine import load_onnx_engine
 
-    classifier = create_classifier("timm:tf_efficientnet_lite0", device="cpu")
+    classifier = create_classifier(MODEL, device="cpu", engine="eager")
     shape = classifier.input_shape()
     engines = {"torch-channels-last": TorchEngine(classifier.forward, torch.device("cpu"), True)}
     try:
@@ -59,24 +64,42 @@ def bare_rates(repeats: int = 3) -> dict[str, float]:
     return rates
 
 
-def predict_proba_rate(folder: Path, count: int) -> tuple[float, dict]:
-    """images/s of `predict_proba` (engine `auto`) on `count` photos at 384 px, and its info."""
+def photos_at_384(folder: Path, count: int) -> list:
+    """The first `count` photos of `folder`, resized to 384 px on their longer side."""
     import numpy as np
     from PIL import Image
 
-    from pipeline.classify import create_classifier, engine_info
     from pipeline.imageio import resize_max_side
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    photos = [resize_max_side(np.asarray(Image.open(p).convert("RGB")), 384) for p in files[:count]]
-    classifier = create_classifier("timm:tf_efficientnet_lite0", device="cpu", engine="auto")
+    return [resize_max_side(np.asarray(Image.open(p).convert("RGB")), 384) for p in files[:count]]
+
+
+def predict_proba_paths() -> dict:
+    """The classifiers whose `predict_proba` is timed: the Python API's default, the build's
+    and torch eager by name (each loads, and `auto` probes or reads its stored choice, here)."""
+    from pipeline.classify import create_classifier
+    from pipeline.config import ClassifierConfig
+    from pipeline.stages.backends import load_classifier
+
+    return {
+        "create_classifier(name)": create_classifier(MODEL, device="cpu"),
+        "build (load_classifier)": load_classifier(ClassifierConfig(name=MODEL, device="cpu")),
+        'engine="eager"': create_classifier(MODEL, device="cpu", engine="eager"),
+    }
+
+
+def predict_proba_rate(classifier: Any, photos: list) -> tuple[float, dict]:
+    """images/s of `classifier.predict_proba` on `photos` (best of two), and its engine info."""
+    from pipeline.classify import engine_info
+
     classifier.predict_proba(photos[:8])
     best = float("inf")
     for _ in range(2):
         start = time.perf_counter()
         classifier.predict_proba(photos)
         best = min(best, time.perf_counter() - start)
-    return len(photos) / best, engine_info(classifier) or {}
+    return len(photos) / best, engine_info(classifier) or {"engine": "eager", "batch_size": 32}
 
 
 def run_build(root: Path, folder: Path | None, limit: int | None) -> dict[str, float]:
@@ -112,6 +135,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=Path("/tmp/before"))
     parser.add_argument("--after", type=Path, default=ROOT)
     parser.add_argument("--no-demo", action="store_true")
+    parser.add_argument("--no-builds", action="store_true", help="stop after predict_proba")
     args = parser.parse_args()
     import torch
 
@@ -125,13 +149,18 @@ def main() -> None:
     print(f"best attainable: {best_name} at {best:.1f} images/s (load {load()})")
     has_photos = args.folder.is_dir()
     if has_photos and ort:
-        rate, info = predict_proba_rate(args.folder, args.photos)
-        ort_best = max(ort.values())
-        print(
-            f"predict_proba on {args.photos} photos at 384 px, preprocessing included: "
-            f"{rate:.1f} images/s on {info.get('engine')}@{info.get('batch_size')} = "
-            f"{rate / ort_best:.2f} x bare ORT at its best batch (target 0.8; load {load()})"
-        )
+        photos, ort_best = photos_at_384(args.folder, args.photos), max(ort.values())
+        print(f"predict_proba on {len(photos)} photos at 384 px, preprocessing included:")
+        for label, classifier in predict_proba_paths().items():
+            rate, info = predict_proba_rate(classifier, photos)
+            print(
+                f"  {label:<24} {rate:7.1f} images/s on {info['engine']}@{info['batch_size']} "
+                f"= {rate / ort_best:.2f} x bare ORT at its best batch (target 0.8; "
+                f"load {load()})",
+                flush=True,
+            )
+    if args.no_builds:
+        return
     builds: list[tuple[str, Path | None, int | None]] = (
         [] if args.no_demo else [("demo", None, None)]
     )

@@ -8,23 +8,33 @@ special-cases a backend by name:
 - `needs_classifier`: the factory also gets `classifier=`, the loaded classifier the build uses
   (or the one named by the backend's own `classifier` option), and that classifier's
   fingerprint is part of the backend's;
+- `default_classifier`: for a backend that needs one, the classifier it uses when its options
+  name none, given the audited one (`cam`: never the audited model); absent, the audited one;
+- `facts`: what the backend's output is worth, for its options (`cam`: "a finder, not a
+  segmentation model" and its measured IoU), recorded in build.yaml and shown by the report;
 - `settings`: build settings the factory accepts besides its options (`max_side`: the build's
   working resolution; `device`: the classifier's device), passed by the stage that creates it;
 - `weights`: for classifiers, where a model's default weights file lies without loading it (its
   digest is part of the fingerprint).
+
+`Backend.describe(options)` returns all of it as plain data, the one place `doctor`, validation
+and build.yaml read a backend's facts from.
 
 Register with a decorator or in one line: `segmenters.register("top-half")(TopHalfSegmenter)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
+
+# options → what the backend's output is worth (short sentences keyed by fact name)
+Facts = Callable[[Mapping[str, Any]], dict[str, str]]
 
 
 class UnknownBackendError(ValueError):
@@ -40,6 +50,27 @@ class Backend(Generic[T]):
     needs_classifier: bool = False
     settings: tuple[str, ...] = ()
     weights: Callable[[str], Path | None] | None = None
+    default_classifier: Callable[[str], str] | None = None
+    facts: Facts | None = None
+
+    def classifier_name(self, options: Mapping[str, Any], audited: str) -> str:
+        """The classifier this backend's evidence comes from: its `classifier` option, else its
+        registration's default for the `audited` classifier, else the audited one."""
+        if "classifier" in options:
+            return str(options["classifier"])
+        return self.default_classifier(audited) if self.default_classifier else audited
+
+    def describe(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Everything the registration states, as plain data, with the `facts` for `options`
+        (the defaults when None)."""
+        described: dict[str, Any] = {
+            "name": self.name,
+            "needs_classifier": self.needs_classifier,
+            "settings": list(self.settings),
+        }
+        if self.facts is not None:
+            described.update(self.facts(options or {}))
+        return described
 
 
 class Registry(Generic[T]):
@@ -54,11 +85,20 @@ class Registry(Generic[T]):
         needs_classifier: bool = False,
         settings: tuple[str, ...] = (),
         weights: Callable[[str], Path | None] | None = None,
+        default_classifier: Callable[[str], str] | None = None,
+        facts: Facts | None = None,
     ) -> Callable[[F], F]:
+        if default_classifier is not None and not needs_classifier:
+            raise ValueError(
+                f"{self.stage} backend {name!r}: default_classifier needs needs_classifier=True"
+            )
+
         def decorate(factory: F) -> F:
             if name in self._backends:
                 raise ValueError(f"{self.stage} backend {name!r} registered twice")
-            self._backends[name] = Backend(name, factory, needs_classifier, settings, weights)
+            self._backends[name] = Backend(
+                name, factory, needs_classifier, settings, weights, default_classifier, facts
+            )
             return factory
 
         return decorate
@@ -79,6 +119,10 @@ class Registry(Generic[T]):
                 f"unknown {self.stage} backend {name!r}; available: {', '.join(self.names())}"
             )
         return self._backends[name]
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """name → `Backend.describe()` of every registration (for `doctor`, at default options)."""
+        return {name: self._backends[name].describe() for name in self.names()}
 
     def create(self, name: str, **options: object) -> T:
         return self.spec(name).factory(**options)  # type: ignore[return-value]

@@ -33,10 +33,11 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def classifier():
-    """The real offline classifier (EfficientNet-Lite0, packaged ImageNet weights), loaded once."""
+    """The real offline classifier (EfficientNet-Lite0, packaged ImageNet weights), loaded once;
+    torch eager, as Grad-CAM and editing use it (no engine probe at load)."""
     from pipeline.classify import create_classifier
 
-    return create_classifier("timm:tf_efficientnet_lite0", device="cpu")
+    return create_classifier("timm:tf_efficientnet_lite0", device="cpu", engine="eager")
 
 
 @pytest.fixture

@@ -10,9 +10,16 @@ import pytest
 import skimage.data
 import torch
 
-from pipeline.classify import create_classifier, engine_info, engines
+from pipeline.classify import (
+    DEFAULT_ENGINE,
+    create_classifier,
+    engine_info,
+    engines,
+    loaded_engine_infos,
+)
 from pipeline.classify import onnx_engine as onnx_module
 from pipeline.classify.engines import PARITY_TOLERANCE, probe_input
+from pipeline.config import ClassifierConfig
 
 LITE0 = "timm:tf_efficientnet_lite0"
 needs_ort = pytest.mark.skipif(
@@ -121,11 +128,41 @@ def test_auto_times_both_engines_and_records_its_choice() -> None:
     assert best in info["reason"]
 
 
-def test_no_engine_keeps_torch_at_the_configured_batch(classifier) -> None:
-    assert classifier.engine_info is None
-    assert engine_info(classifier) is None
-    with pytest.raises(ValueError, match="not one of auto, torch, onnxruntime"):
+def test_eager_keeps_torch_at_the_configured_batch() -> None:
+    eager = create_classifier(LITE0, device="cpu", engine="eager")
+    assert create_classifier(LITE0, device="cpu", engine=None) is eager
+    assert eager.engine_info is None and engine_info(eager) is None
+    assert eager._runner()[1] == eager.batch_size == 32
+    with pytest.raises(ValueError, match="not one of eager, auto, torch, onnxruntime"):
         create_classifier(LITE0, device="cpu", engine="tensorrt")
+
+
+@needs_ort
+def test_no_engine_named_runs_predict_proba_on_the_engine_auto_picks(monkeypatch) -> None:
+    """The Python API runs the build's default fast path: `create_classifier(name)` is `auto`."""
+    assert DEFAULT_ENGINE == ClassifierConfig().engine == "auto"
+    model = create_classifier(LITE0, device="cpu", batch_size=11)  # 11: no probe candidate
+    info = engine_info(model)
+    assert info is not None and info["requested"] == "auto", info
+    assert loaded_engine_infos()[model.id] == info  # what build.yaml would record
+    assert model is create_classifier(LITE0, device="cpu", engine="auto", batch_size=11)
+    assert info["batch_size"] in engines.PROBE_BATCHES and info["batch_size"] != 11
+    chosen = model._engine
+    expected = (
+        onnx_module.OnnxRuntimeEngine if info["engine"] == "onnxruntime" else engines.TorchEngine
+    )
+    assert isinstance(chosen, expected)
+    calls: list[int] = []
+
+    def counting(batch: torch.Tensor) -> np.ndarray:
+        calls.append(len(batch))
+        return chosen(batch)
+
+    monkeypatch.setattr(model, "_engine", counting)
+    probs = model.predict_proba([skimage.data.coffee()] * 5)
+    assert probs.shape == (5, 1000) and model.class_names[int(probs[0].argmax())] == "espresso"
+    size = info["batch_size"]
+    assert calls == [size] * (5 // size) + ([5 % size] if 5 % size else [])
 
 
 @needs_ort

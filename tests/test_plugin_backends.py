@@ -1,6 +1,7 @@
 """A new segmenter and a new stylizer, each registered in one line, build a dataset end to end.
 
-Nothing in the stages knows these backends: the registration carries what the build needs.
+Nothing in the stages knows these backends: the registration carries what the build needs,
+including, for a classifier-guided segmenter, its default classifier and what its masks are worth.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pipeline.segment.base import ConceptDetection
 from pipeline.store import BuildStore
 from pipeline.stylize import stylizers
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+LITE0, LITE2 = "timm:tf_efficientnet_lite0", "timm:tf_efficientnet_lite2"
 
 
 class LeftHalfSegmenter:
@@ -65,6 +66,7 @@ def registered():  # type: ignore[no-untyped-def]
     stylizers.unregister("test-invert")
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_a_build_runs_with_backends_registered_in_one_line(tmp_path: Path) -> None:
     from flows.build import build_dataset
 
@@ -94,3 +96,57 @@ def test_a_build_runs_with_backends_registered_in_one_line(tmp_path: Path) -> No
     assert {s.stylizer_id for s in store.read("stylized")} == {
         store.resolved()["resolved"]["stylizer"]
     }
+
+
+def test_a_guided_segmenter_states_its_facts_on_its_registration(tmp_path: Path) -> None:
+    """build.yaml's mask_model, the fingerprint and `describe()` read the registration only."""
+    from pipeline.config import BuildConfig
+    from pipeline.stages import Backends
+    from pipeline.stages.build import mask_model
+
+    # given a classifier-guided segmenter whose masks come from lite2 unless an option names one
+    segmenters.register(
+        "test-guided",
+        needs_classifier=True,
+        default_classifier=lambda audited: LITE2 if audited == LITE0 else LITE0,
+        facts=lambda options: {"finder": f"a test finder at level {options.get('level', 1)}"},
+    )(LeftHalfSegmenter)
+    try:
+
+        def config(**options: object) -> BuildConfig:
+            segment = {"backend": "test-guided", "concepts": ["left"], "options": options}
+            return BuildConfig.model_validate({"classifier": {"name": LITE0}, "segment": segment})
+
+        # when the build of a lite0 audit records what made its masks
+        record = mask_model(config(level=3))
+        # then the registration's default classifier and facts are what it records
+        assert record["backend"] == "test-guided" and record["classifier"] == LITE2
+        assert record["id"].startswith(LITE2 + "@")
+        assert record["finder"] == "a test finder at level 3"
+        assert mask_model(config(classifier=LITE0))["classifier"] == LITE0  # an option wins
+        named = Backends(config(level=3, classifier=LITE2)).segmenter.id
+        assert Backends(config(level=3)).segmenter.id == named
+        # and `describe()` gives doctor and validation the same facts as plain data
+        assert segmenters.spec("test-guided").describe({"level": 2}) == {
+            "name": "test-guided",
+            "needs_classifier": True,
+            "settings": [],
+            "finder": "a test finder at level 2",
+        }
+        described = segmenters.describe()
+        assert described["test-guided"]["finder"] == "a test finder at level 1"
+        assert "not a segmentation model" in described["cam"]["finder"]
+        assert described["cam"]["iou"].startswith("object 0.")
+        assert described["test-left-half"] == {
+            "name": "test-left-half",
+            "needs_classifier": False,
+            "settings": ["max_side"],
+        }
+    finally:
+        segmenters.unregister("test-guided")
+
+
+def test_a_default_classifier_needs_a_classifier_guided_backend() -> None:
+    with pytest.raises(ValueError, match=r"test-unguided.*needs needs_classifier=True"):
+        segmenters.register("test-unguided", default_classifier=lambda audited: LITE0)
+    assert "test-unguided" not in segmenters

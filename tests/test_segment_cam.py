@@ -19,7 +19,7 @@ from pipeline.segment.cam_concepts import CAM_CONCEPT_CLASSES, supported_concept
 def clf():
     from pipeline.classify import create_classifier
 
-    return create_classifier("timm:tf_efficientnet_lite0", device="cpu")
+    return create_classifier("timm:tf_efficientnet_lite0", device="cpu", engine="eager")
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,9 @@ def test_crops_are_batched_across_images(photos):
     from pipeline.classify import create_classifier
 
     # crops go through the classifier in batches of its own batch size (one setting per model)
-    clf = create_classifier("timm:tf_efficientnet_lite0", device="cpu", batch_size=40)
+    clf = create_classifier(
+        "timm:tf_efficientnet_lite0", device="cpu", engine="eager", batch_size=40
+    )
     seg = CamSegmenter(("helmet", "clock"), classifier=clf, crop_size=64)
     assert seg.batch_size == 40
     images = [photos["chelsea"], photos["coffee"]]

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.classify.base import Classifier, resolve_device, topk
 from pipeline.classify.engines import ENGINES, EngineInfo
+from pipeline.config import ClassifierConfig
 from pipeline.registry import Registry
 
 classifiers: Registry[Classifier] = Registry("classifier")
@@ -49,30 +50,40 @@ def _open_clip(model: str, **options: Any) -> Classifier:
     return OpenClipClassifier(model, **options)
 
 
-def create_classifier(name: str, engine: str | None = None, **options: Any) -> Classifier:
+# what runs the no-gradient passes when a caller names no engine: the build config's default
+# (`auto`), so the Python API, the CLI and the flows run the same engine
+DEFAULT_ENGINE: str = ClassifierConfig.model_fields["engine"].default
+EAGER = "eager"  # plain torch eager at the configured batch size, no probe
+
+
+def create_classifier(name: str, engine: str | None = DEFAULT_ENGINE, **options: Any) -> Classifier:
     """The loaded classifier `backend:model` (`timm:tf_efficientnet_lite0`,
     `torchvision:resnet50`, `open_clip:ViT-B-32`, `checkpoint:/path/to/model.pt`).
 
     The one way to load a classifier: one instance per (name, options, engine) per process, so
     the build, the `cam` segmenter, the audit and the editing engine share a loaded model.
-    `engine` (`auto`, `torch`, `onnxruntime`; see `pipeline.classify.engines`) chooses what runs
-    its no-gradient passes, at load; None keeps torch eager at the configured batch size with no
-    probe. The choice is on `classifier.engine_info`.
+    `engine` chooses what runs its no-gradient passes (`predict_proba`), at load: by default
+    `DEFAULT_ENGINE` (`auto`: the fastest engine measured once per machine and reused; see
+    `pipeline.classify.engines`), or `torch`, `onnxruntime`, or `eager` (None too): torch eager
+    at the configured `batch_size` with no probe, for callers that only need the torch `model`
+    (Grad-CAM, editing). Every engine shares the one torch `model`; the choice is on
+    `classifier.engine_info`.
     """
-    return _cached(name, json.dumps(options, sort_keys=True), engine)
+    return _cached(name, json.dumps(options, sort_keys=True), engine or EAGER)
 
 
 @lru_cache(maxsize=8)
-def _cached(name: str, options_json: str, engine: str | None = None) -> Classifier:
-    if engine is None:
+def _cached(name: str, options_json: str, engine: str = EAGER) -> Classifier:
+    if engine == EAGER:
         backend, _, model = name.partition(":")
         if not model:
             raise ValueError(f"classifier name {name!r} must look like 'backend:model'")
         return classifiers.create(backend, model=model, **json.loads(options_json))
     if engine not in ENGINES:
-        raise ValueError(f"classifier engine {engine!r} is not one of {', '.join(ENGINES)}")
+        known = ", ".join((EAGER, *ENGINES))
+        raise ValueError(f"classifier engine {engine!r} is not one of {known}")
     # a shallow copy of the plain instance: one torch model in memory whatever the engines
-    classifier = copy.copy(_cached(name, options_json, None))
+    classifier = copy.copy(_cached(name, options_json, EAGER))
     _CONFIGURED.append(classifier)
     configure = getattr(classifier, "configure_engine", None)
     if configure is not None:
@@ -100,6 +111,8 @@ def engine_info(classifier: Classifier) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "DEFAULT_ENGINE",
+    "EAGER",
     "Classifier",
     "classifiers",
     "create_classifier",

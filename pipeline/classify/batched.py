@@ -37,8 +37,9 @@ class BatchedTorchClassifier:
     """Base of the torch backends. Subclasses set `model`, `device`, `transform`, `batch_size`,
     `class_names` and `id`, and may override `forward` (e.g. CLIP's image-text logits).
 
-    Until `configure_engine` is called (by `create_classifier(..., engine=...)`), the passes run
-    in torch eager at `batch_size`, as they always did; `engine_info` is None.
+    `create_classifier` calls `configure_engine` with its engine (by default `auto`); until
+    then, and for `engine="eager"`, the passes run in torch eager at `batch_size` and
+    `engine_info` is None.
     """
 
     model: torch.nn.Module

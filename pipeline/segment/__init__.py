@@ -6,11 +6,18 @@ from typing import Any
 
 from pipeline.registry import Registry
 from pipeline.segment.base import ConceptDetection, Segmenter
+from pipeline.segment.cam_concepts import cam_facts, independent_mask_classifier
 
 segmenters: Registry[Segmenter] = Registry("segmenter")
 
 
-@segmenters.register("cam", needs_classifier=True)
+# masks from another model's evidence than the audited one's, stating what they are worth
+@segmenters.register(
+    "cam",
+    needs_classifier=True,
+    default_classifier=independent_mask_classifier,
+    facts=cam_facts,
+)
 def _cam(**options: Any) -> Segmenter:
     from pipeline.segment.cam import CamSegmenter
 

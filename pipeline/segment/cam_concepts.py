@@ -17,7 +17,9 @@ The table only lists concepts that ImageNet classes really name. There is no `pe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 OBJECT = "object"
 BACKGROUND = "background"
@@ -72,8 +74,9 @@ MASK_CLASSIFIER_ALTERNATIVE = "timm:tf_efficientnet_lite2"
 
 
 # What `cam`'s masks are worth, measured against ground truth (benchmarks/mask_quality.py, COCO
-# panoptic sample, test half, masks from lite2; docs/segment_cam.md). The report prints it
-# beside the mask model, so nobody takes these masks for a segmentation model's.
+# panoptic sample, test half, masks from lite2; docs/segment_cam.md). The registration states it
+# (`cam_facts`), so build.yaml and the report print it beside the mask model and nobody takes
+# these masks for a segmentation model's.
 CAM_FINDER = "an offline finder from ImageNet classifier evidence, not a segmentation model"
 CAM_MEASURED_IOU = {
     "gradcam": "object 0.40 / background 0.56 on 50 COCO photos, where a centred ellipse "
@@ -89,9 +92,21 @@ def independent_mask_classifier(audited: str) -> str:
     return MASK_CLASSIFIER_ALTERNATIVE if audited == MASK_CLASSIFIER else MASK_CLASSIFIER
 
 
-def mask_classifier_name(backend: str, options: dict, audited: str) -> str:
-    """The classifier a segmenter's masks come from: the `classifier` option, else for `cam`
-    the independent default, else the audited classifier (for build.yaml's `mask_model`)."""
-    if "classifier" in options:
-        return str(options["classifier"])
-    return independent_mask_classifier(audited) if backend == "cam" else audited
+def cam_facts(options: Mapping[str, Any]) -> dict[str, str]:
+    """What `cam`'s masks are for these options: `finder` always, `iou` where measured."""
+    method = str(options.get("object_method", "gradcam"))
+    facts = {"finder": CAM_FINDER}
+    if method in CAM_MEASURED_IOU:
+        facts["iou"] = CAM_MEASURED_IOU[method]
+    return facts
+
+
+def mask_classifier_name(backend: str, options: Mapping[str, Any], audited: str) -> str:
+    """The classifier a segmenter's masks come from (for build.yaml's `mask_model`): what its
+    registration says (`Backend.classifier_name`), e.g. `cam`'s independent default; for a
+    backend nobody registered, the `classifier` option, else the audited one."""
+    from pipeline.segment import segmenters
+
+    if backend not in segmenters:
+        return str(options.get("classifier", audited))
+    return segmenters.spec(backend).classifier_name(options, audited)

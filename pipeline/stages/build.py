@@ -21,9 +21,9 @@ import yaml
 from pipeline import __version__
 from pipeline.classify import loaded_engine_infos
 from pipeline.config import BuildConfig, ClassifierConfig
+from pipeline.failpoints import failpoint
 from pipeline.report.build_overview import write_build_overview
 from pipeline.segment import segmenters
-from pipeline.segment.cam_concepts import CAM_FINDER, CAM_MEASURED_IOU, mask_classifier_name
 from pipeline.segment.stats import concept_stats
 from pipeline.sources import SourceRef
 from pipeline.stages import counterfactual, ingest, segment, stylize
@@ -81,22 +81,21 @@ def resolved(backends: Backends, packages: Sequence[str] = ()) -> dict[str, Any]
 
 def mask_model(config: BuildConfig) -> dict[str, str]:
     """What made the masks: the segmenter, and for a classifier-guided one (`cam`) the
-    classifier it used (by default never the audited one), so the report can say so."""
+    classifier it used (by default never the audited one) and what its registration says the
+    masks are worth (`finder`, `iou`), so the report can say so."""
     backend = config.segment.backend
-    if not segmenters.spec(backend).needs_classifier:
+    spec = segmenters.spec(backend)
+    if not spec.needs_classifier:
         return {"backend": backend}
     options = dict(config.segment.options)
-    name = mask_classifier_name(backend, options, config.classifier.name)
+    name = spec.classifier_name(options, config.classifier.name)
     record = {
         "backend": backend,
         "classifier": name,
         "id": classifier_fingerprint(ClassifierConfig(name=name)),
     }
-    if backend == "cam":  # the report states what such masks are worth
-        method = str(options.get("object_method", "gradcam"))
-        record["finder"] = CAM_FINDER
-        if method in CAM_MEASURED_IOU:
-            record["iou"] = CAM_MEASURED_IOU[method]
+    if spec.facts is not None:
+        record.update(spec.facts(options))
     return record
 
 
@@ -147,14 +146,18 @@ def finish_build(
     overview and the up-to-date stamp (`started`: the signature `start_build` took). A
     classifier run on a measured engine (`classifier.engine` other than `eager`) has its choice
     and rate added to build.yaml (which then varies with the machine's load)."""
+    failpoint("consolidate.before")
     store.quarantine([])  # quarantine.jsonl exists, empty when all inputs were good
     for kind, keys in parts.items():
         store.consolidate(kind, keys)
+        failpoint(f"consolidate.after_{kind}")
     store.write_part("styles", "library", backends.styles)
     store.consolidate("styles", ["library"])
+    failpoint("consolidate.after_styles")
     rows = concept_stats(store.read("masks"))
     text = json.dumps(rows, indent=2, sort_keys=True, default=float) + "\n"
     atomic_write_text(store.root / "concept_stats.json", text, skip_if_same=True)
+    failpoint("consolidate.after_stats")
     write_build_overview(store.root)
     engines = loaded_engine_infos()
     if backends.classifier.id in engines:  # the engine chosen at load, and its measured rate
@@ -162,4 +165,5 @@ def finish_build(
         record["resolved"]["classifier_engine"] = engines[backends.classifier.id]
         text = yaml.safe_dump(record, sort_keys=False, allow_unicode=True)
         atomic_write_text(store.build_yaml, text, skip_if_same=True)
+    failpoint("build.before_stamp")
     write_stamp(store.root, started)
