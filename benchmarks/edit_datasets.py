@@ -7,8 +7,8 @@ temporary folder: the licences of these photos allow measurement only, never red
 Key statistics `C` must come from images that no case split uses, so each benchmark builds
 two data sets: CamVid's `test` frames (cases) and `val` frames (`C`); for COCO, whose sample
 has 100 photos and no split, every third photo by file name goes to the `C` build and the
-other two thirds to the case build (:func:`coco_split`), a deterministic split independent of
-content or predictions.
+other two thirds to the case build (`pipeline.cases.splits.covariance_split`), a deterministic
+split independent of content or predictions.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CAMVID = DATASETS / "camvid"
 COCO = DATASETS / "coco-panoptic-sample"
 COCO_CONCEPTS = ["grass", "sky", "road", "snow", "tree"]
-PHOTO_SUFFIXES = {".jpeg", ".jpg", ".png"}
 # CamVid error case (issue 15, measured in docs/editing.md): 10 exemplars fix a larger share
 # of the induced errors per clean frame changed than 3 (every draw tried); val_frac 0.1 keeps
-# >= 200 of the 233 test frames held out; the scale grid reaches the true closed form (1.0).
+# >= 200 of the 233 test frames held out (`pipeline.cases.splits.error_split_sizes`); the
+# scale grid reaches the true closed form (1.0).
 # One case per style image (the three snow styles transfer to each other very unequally), and
 # C = the mean of the val frames' and the ImageNet samples' second moments, each image with its
 # two end squares ("windows"): 101 frames of one domain, centre-cropped, leave directions of
@@ -36,13 +36,6 @@ CAMVID_DEFAULTS = {
     "cov_views": "windows",
 }
 MIN_HELDOUT = 200
-
-
-def heldout_photos(n_photos: int, n_train: int, val_frac: float) -> int:
-    """Photos an error case holds out (``pipeline.error_cases.make_error_case``'s split):
-    every photo but the exemplars' and the ``round(val_frac · rest)`` drawn for validation."""
-    rest = n_photos - n_train
-    return rest - round(val_frac * rest)
 
 
 def coco_segment(concepts: list[str]) -> dict:
@@ -85,15 +78,6 @@ def camvid_config(split: str, textures: list[str]) -> dict:
         "stylize": {"textures": textures},
         "filter": {"require_clean_correct": False},
     }
-
-
-def coco_split(every: int = 3) -> tuple[list[Path], list[Path]]:
-    """(case photos, covariance photos): every ``every``-th photo by file name (from the
-    ``every``-th on) for ``C``, the rest for the cases."""
-    photos = sorted(p for p in (COCO / "images").iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-    covariance = photos[every - 1 :: every]
-    chosen = set(covariance)
-    return [p for p in photos if p not in chosen], covariance
 
 
 def coco_config(name: str, folder: Path, concepts: list[str], textures: list[str]) -> dict:

@@ -8,18 +8,18 @@
         [--textures snow wood] [--layer blocks.6.0.conv_pwl] [--methods ...] [--out DIR]
         [--max-side 224] [--budget-pp 1.0] [--threads 2] [--fresh] [--scales 0.05 0.1 ...]
 
-`--dataset camvid` / `coco`: label-free error cases (`pipeline.error_cases`) on ground-truth
-masks (`annotations` backend), with the key statistics `C` from a second build of images no
-case uses (CamVid: the `val` frames; COCO: every third photo of the 100-photo sample by file
-name; `benchmarks/edit_datasets.py`), mixed with `--cov-extra` folders (CamVid default: the
-ImageNet samples, each image with its two end squares, `--cov-views windows`), and one case
-per style image (`--each-style`, CamVid default). The builds go to `--out-root` (default
-`/tmp/cs-edit`).
+`--dataset camvid` / `coco`: label-free error cases (`pipeline.cases`, plan `errors`) on
+ground-truth masks (`annotations` backend), with the key statistics `C` from a second build of
+images no case uses (CamVid: the `val` frames; COCO: every third photo of the 100-photo sample
+by file name, `pipeline.cases.splits.covariance_split`), mixed with `--cov-extra` folders
+(CamVid default: the ImageNet samples, each image with its two end squares, `--cov-views
+windows`), and one case per style image (`--each-style`, CamVid default). The builds go to
+`--out-root` (default `/tmp/cs-edit`).
 
 Uses `../shared/datasets/imagenet-samples` (one photo per ImageNet class, `<wnid>_<name>.JPEG`,
 outside the repository; the script exits 0 with "skipped: ..." where it is absent). The photos
 are linked (never copied) into a temporary folder: up to `--limit` photos, first the photos of
-each class group (`--groups`, WordNet groups from `pipeline.editing.groups.class_group`), the
+each class group (`--groups`, WordNet groups from `pipeline.cases.class_group`), the
 rest spread evenly over the remaining classes; every `--cov-every`-th photo outside the groups
 (by file name) goes to a second build used only for the key statistics `C`, so `C` is disjoint
 from every case split. The builds (cam `background` masks from a classifier other than the
@@ -30,7 +30,7 @@ One photo per class means no single-class case is possible (a case needs `n_trai
 of its target), so each case targets a class group: exemplars are three photos of three
 classes of the group, target test groups the group's other photos, and a prediction is correct
 when it equals the photo's own label. One case per (background, texture, group).
-`--plan errors` plans error cases instead (`pipeline.error_cases`, labelled): 3 exemplars the
+`--plan errors` plans error cases instead (`pipeline.cases`, labelled): 3 exemplars the
 model gets wrong in one style image (of any class, as no class has 3 photos), one case per
 style image, every other photo in the test groups, and `--val-frac` (default 0.35) of the
 photos for validation, so that about 200 clean photos steer the selection.
@@ -53,42 +53,6 @@ SAMPLES = DATASETS / "imagenet-samples"
 TEST_GROUPS = ["target_train_style", "target_heldout_style", "other_train_style"]
 TEST_GROUPS += ["other_heldout_style"]
 METHODS = ["rewrite", "rewrite-closed", "rewrite-multikey", "finetune-local", "finetune-global"]
-
-
-def choose_photos(images: Path, groups: dict[str, list[int]], limit: int) -> list[Path]:
-    """Group photos first (an even share of `limit` each, at most 40%), then other classes."""
-    from pipeline.sources.folder import infer_label
-
-    files = sorted(p for p in images.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
-    labels = {path: infer_label(path) for path in files}
-    per_group = int(limit * 0.4) if len(groups) == 1 else int(limit * 0.65) // len(groups)
-    chosen: list[Path] = []
-    grouped = set()
-    for classes in groups.values():
-        members = [p for p in files if labels[p] in set(classes)]
-        grouped |= set(members)
-        step = max(1, len(members) // max(1, per_group))
-        chosen += members[::step][:per_group]
-    rest = [p for p in files if p not in grouped]
-    need = max(0, limit - len(chosen))
-    step = max(1, len(rest) // max(1, need))
-    chosen += rest[::step][:need]
-    return sorted(chosen)
-
-
-def split_for_covariance(
-    photos: list[Path], groups: dict[str, list[int]], every: int
-) -> tuple[list[Path], list[Path]]:
-    """(case photos, photos for C): every ``every``-th photo outside the class groups (by file
-    name) is kept out of the cases, so ``C`` is disjoint from every case split; 0: no split."""
-    from pipeline.sources.folder import infer_label
-
-    if every <= 0:
-        return photos, []
-    grouped = {c for classes in groups.values() for c in classes}
-    others = [p for p in photos if infer_label(p) not in grouped]
-    covariance = set(others[every - 1 :: every])
-    return [p for p in photos if p not in covariance], sorted(covariance)
 
 
 def clear_edits(build: Path) -> None:
@@ -131,25 +95,19 @@ def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: 
     """Label-free error cases on the ``cases`` build; ``C`` from the ``covariance`` build."""
     import pandas as pd
 
+    from pipeline.cases import ErrorPlan, plan_cases
     from pipeline.editing.runner import run_edits
-    from pipeline.error_cases import build_error_cases
     from pipeline.report.edits import write_comparison
 
-    cases = build_error_cases(
-        builds["cases"],
+    plan = ErrorPlan(
         n_train=args.n_train,
         val_frac=args.val_frac,
         concepts=concepts,
         max_pairs=args.max_pairs,
         each_style=bool(args.each_style),
     )
-    for case in cases:
-        sizes = ", ".join(f"{k}={len(v)}" for k, v in case.test_groups.items())
-        print(
-            f"case {case.case_id}: train {len(case.train)} ({case.train_style}); {sizes}; "
-            f"validation {len(case.validation)} clean + {len(case.validation_cf)} transformed, "
-            f"heldout {len(case.heldout)}; induced errors {case.params['induced_errors']}"
-        )
+    cases = plan_cases(builds["cases"], plan)
+    print_cases(cases)
     if not cases:
         print("no error case could be planned (too few wrong counterfactuals per style image?)")
         return 1
@@ -185,6 +143,19 @@ def run_label_free(args: argparse.Namespace, builds: dict[str, Path], concepts: 
     return 0
 
 
+def print_cases(cases) -> None:
+    """One line per case: its splits' sizes (and the induced errors of an error case)."""
+    for case in cases:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in case.test_groups.items())
+        errors = case.params.get("induced_errors")
+        print(
+            f"case {case.case_id}: train {len(case.train)} ({case.train_style}); {sizes}; "
+            f"validation {len(case.validation)} clean (asked {case.params['min_validation']}) + "
+            f"{len(case.validation_cf)} transformed, heldout {len(case.heldout)}"
+            + (f"; induced errors {errors}" if errors is not None else "")
+        )
+
+
 def covariance_sets(args: argparse.Namespace, build: Path) -> Path | list[Path]:
     """The second build, plus ``--cov-extra`` folders (``C`` = the mean of their moments)."""
     extra = [] if args.cov_extra in (None, ["none"]) else [Path(p) for p in args.cov_extra]
@@ -208,15 +179,21 @@ def print_pooled(results) -> None:
 
 def run_camvid(args: argparse.Namespace) -> int:
     """Label-free error cases on the CamVid test frames; C from the val frames (disjoint)."""
-    from edit_datasets import CAMVID, MIN_HELDOUT, camvid_config, heldout_photos
+    from edit_datasets import CAMVID, MIN_HELDOUT, camvid_config
+
+    from pipeline.cases.plans import DEFAULT_MIN_VALIDATION
+    from pipeline.cases.splits import error_split_sizes
 
     if not (CAMVID / "test").is_dir() or not (CAMVID / "testannot").is_dir():
         print(f"skipped: CamVid not found at {CAMVID} (it lives outside the repo)")
         return 0
     frames = sum(1 for p in (CAMVID / "test").iterdir() if p.suffix.lower() == ".png")
-    held = heldout_photos(frames, args.n_train, args.val_frac)
-    if held < MIN_HELDOUT:
-        print(f"warning: {held} of {frames} frames held out (< {MIN_HELDOUT}); lower --val-frac")
+    split = error_split_sizes(frames - args.n_train, 0, args.val_frac, DEFAULT_MIN_VALIDATION)
+    if split.heldout < MIN_HELDOUT:
+        print(
+            f"warning: {split.heldout} of {frames} frames held out (< {MIN_HELDOUT}); "
+            "lower --val-frac"
+        )
     textures = args.textures if args.textures != ["snow", "wood"] else ["snow"]
     root = args.out_root or Path(tempfile.gettempdir()) / "cs-edit"
     configs = {
@@ -228,14 +205,16 @@ def run_camvid(args: argparse.Namespace) -> int:
 
 def run_coco(args: argparse.Namespace) -> int:
     """Label-free error cases on two thirds of the COCO panoptic sample; C from the rest."""
-    from edit_datasets import COCO, COCO_CONCEPTS, coco_config, coco_split, link
+    from edit_datasets import COCO, COCO_CONCEPTS, coco_config, link
+
+    from pipeline.cases.splits import covariance_split, list_photos
 
     if not (COCO / "annotations" / "panoptic_train2017.json").is_file():
         print(f"skipped: the COCO panoptic sample not found at {COCO} (it lives outside the repo)")
         return 0
     root = args.out_root or Path(tempfile.gettempdir()) / "cs-edit"
     concepts = args.concepts or COCO_CONCEPTS
-    case_photos, cov_photos = coco_split(args.cov_every)
+    case_photos, cov_photos = covariance_split(list_photos(COCO / "images"), args.cov_every)
     configs = {}
     for role, photos in (("cases", case_photos), ("covariance", cov_photos)):
         folder = root / f"coco-photos-{role}"
@@ -328,9 +307,9 @@ def run_imagenet(args: argparse.Namespace) -> int:
     from edit_datasets import link
 
     from flows.build import build_dataset
-    from pipeline.editing.groups import build_group_cases, class_group
+    from pipeline.cases import ErrorPlan, GroupPlan, class_group, plan_cases
+    from pipeline.cases.splits import choose_photos, list_photos, split_for_covariance
     from pipeline.editing.runner import run_edits
-    from pipeline.error_cases import build_error_cases
     from pipeline.report.edits import write_comparison
 
     total = time.perf_counter()
@@ -338,7 +317,7 @@ def run_imagenet(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.gettempdir())
     tag = f"{args.limit}-{'-'.join(args.groups)}-{args.max_side}-c{args.cov_every}"
     out = args.out or tmp / f"conceptswap-edit-real-{tag}"
-    photos = choose_photos(SAMPLES / "images", groups, args.limit)
+    photos = choose_photos(list_photos(SAMPLES / "images"), groups, args.limit)
     case_photos, cov_photos = split_for_covariance(photos, groups, args.cov_every)
     sizes = ", ".join(f"{name}: {len(classes)} classes" for name, classes in groups.items())
     print(
@@ -372,22 +351,16 @@ def run_imagenet(args: argparse.Namespace) -> int:
     print(f"masks from: {resolved.get('mask_model')}; edited: {args.model}")
 
     if args.plan == "errors":
-        cases = build_error_cases(
-            out,
+        plan = ErrorPlan(
             n_train=args.n_train,
             val_frac=args.val_frac or 0.35,
             concepts=["background"],
             each_style=True if args.each_style is None else args.each_style,
         )
     else:
-        cases = build_group_cases(out, groups, n_train=args.n_train, concepts=["background"])
-    for case in cases:
-        sizes = ", ".join(f"{k}={len(v)}" for k, v in case.test_groups.items())
-        print(
-            f"case {case.case_id}: train {len(case.train)} ({case.train_style}); {sizes}; "
-            f"validation {len(case.validation)} clean + {len(case.validation_cf)} transformed, "
-            f"heldout {len(case.heldout)}"
-        )
+        plan = GroupPlan(groups=groups, n_train=args.n_train, concepts=["background"])
+    cases = plan_cases(out, plan)
+    print_cases(cases)
     if not cases:
         print("no case could be planned (too few photos per group?)")
         return 1

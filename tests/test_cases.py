@@ -7,12 +7,13 @@ import pytest
 
 from pipeline.cases import (
     TEST_GROUPS,
+    ClassPlan,
     EditCase,
-    build_cases,
     eligible_counterfactuals,
     load_case,
     load_cases,
     plan_cases,
+    plan_class_cases,
 )
 from pipeline.hashing import stable_key
 from pipeline.records import Counterfactual, SourceImage
@@ -86,7 +87,7 @@ def test_eligible_rows_are_kept_and_clean_correct(manifest: pd.DataFrame):
 
 
 def test_cases_have_the_designed_structure(manifest: pd.DataFrame, images: list[str]):
-    cases = plan_cases(manifest, images, seed=0, n_train=3, min_test=1)
+    cases = plan_class_cases(manifest, images, ClassPlan(seed=0, n_train=3, min_test=1))
     by_target = {case.target_class: case for case in cases}
     # class 3 has exactly n_train photos: nothing left to test on; class 7 has only 2
     assert sorted(by_target) == [1, 2]
@@ -123,18 +124,20 @@ def test_cases_have_the_designed_structure(manifest: pd.DataFrame, images: list[
 
 
 def test_cases_are_deterministic_from_the_seed(manifest: pd.DataFrame, images: list[str]):
-    first = plan_cases(manifest, images, seed=0)
-    assert plan_cases(manifest.sample(frac=1.0, random_state=3), images[::-1], seed=0) == first
-    others = [plan_cases(manifest, images, seed=seed) for seed in range(1, 6)]
+    first = plan_class_cases(manifest, images, ClassPlan(seed=0))
+    shuffled = manifest.sample(frac=1.0, random_state=3)
+    assert plan_class_cases(shuffled, images[::-1], ClassPlan(seed=0)) == first
+    others = [plan_class_cases(manifest, images, ClassPlan(seed=seed)) for seed in range(1, 6)]
     assert any(cases != first for cases in others)  # the seed matters
     assert {c.case_id for c in first}.isdisjoint({c.case_id for c in others[0]})
 
 
 def test_min_test_and_n_train_gate_cases(manifest: pd.DataFrame, images: list[str]):
-    assert {c.target_class for c in plan_cases(manifest, images, n_train=2)} == {1, 2, 3}
-    assert plan_cases(manifest, images, n_train=3, min_test=50) == []
-    with pytest.raises(ValueError):
-        plan_cases(manifest, images, n_train=0)
+    two = plan_class_cases(manifest, images, ClassPlan(n_train=2))
+    assert {c.target_class for c in two} == {1, 2, 3}
+    assert plan_class_cases(manifest, images, ClassPlan(n_train=3, min_test=50)) == []
+    with pytest.raises(ValueError, match="n_train"):
+        ClassPlan(n_train=0)
 
 
 def write_build(root, manifest: pd.DataFrame, images: list[str]) -> BuildStore:
@@ -150,9 +153,9 @@ def write_build(root, manifest: pd.DataFrame, images: list[str]) -> BuildStore:
     return store
 
 
-def test_build_cases_writes_one_json_per_case(tmp_path, manifest: pd.DataFrame, images: list[str]):
+def test_plan_cases_writes_one_json_per_case(tmp_path, manifest: pd.DataFrame, images: list[str]):
     store = write_build(tmp_path / "build", manifest, images)
-    cases = build_cases(store.root, seed=0)
+    cases = plan_cases(store.root, ClassPlan(seed=0))
     files = sorted((store.root / "cases").glob("*.json"))
     assert [f.stem for f in files] == sorted(c.case_id for c in cases)
     for case in cases:
@@ -161,9 +164,9 @@ def test_build_cases_writes_one_json_per_case(tmp_path, manifest: pd.DataFrame, 
     assert load_cases(store.root) == sorted(cases, key=lambda c: c.case_id)
     # a re-run with the same seed rewrites nothing; another seed replaces the set
     stamps = {f.name: f.stat().st_mtime_ns for f in files}
-    build_cases(store.root, seed=0)
+    plan_cases(store.root, ClassPlan(seed=0))
     assert {f.name: f.stat().st_mtime_ns for f in files} == stamps
-    other = build_cases(store.root, seed=1)
+    other = plan_cases(store.root, ClassPlan(seed=1))
     assert sorted(f.stem for f in (store.root / "cases").glob("*.json")) == sorted(
         c.case_id for c in other
     )

@@ -392,7 +392,9 @@ def test_selection_reads_only_exemplars_and_validation(tiny_build):
     tested |= {items.clean[i] for group in items.groups.values() for i in group}
     assert requested and set(requested) <= allowed and not set(requested) & tested
     assert set(loaded) <= allowed
-    assert len(chosen.trials) == 3 and chosen.candidate.params == {"rank": 1}
+    assert len(chosen.trials) == len(RewriteClosed.grid) and chosen.candidate.params == {"rank": 1}
+    # every distinct solve is kept for the curve: the closed form is one solve at many scales
+    assert len(chosen.solves) == 1 and {t.solve for t in chosen.trials} == {0}
     assert json.loads(chosen.result.metadata["selection"])["budget_pp"] == 1.0
 
 
@@ -430,28 +432,76 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
             del predictor.logits
 
     monkeypatch.setattr(select_module, "select_edit", spy)
+    loads: list[object] = []  # items read from disk and run through the network before "mid"
+    real_load = Predictor.load
+    monkeypatch.setattr(
+        Predictor, "load", lambda self, items: (loads.extend(items), real_load(self, items))[1]
+    )
+    read_by_evaluation: dict[str, list[int]] = {}  # case id -> images read per evaluation
+    real_evaluate = runner.evaluate_case
+
+    def evaluate_spy(predictor, case, *args, **kwargs):
+        before = len(loads)
+        try:
+            return real_evaluate(predictor, case, *args, **kwargs)
+        finally:
+            read_by_evaluation.setdefault(case.case_id, []).append(len(loads) - before)
+
+    monkeypatch.setattr(runner, "evaluate_case", evaluate_spy)
     out = runner.run_edits(
         store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS
     )
+    # every candidate is evaluated; after a case's first evaluation every candidate runs on
+    # the cached layer inputs: nothing is read or run before the layer again
+    for reads in read_by_evaluation.values():
+        assert len(reads) == len(RewriteClosed.grid) + 1 and not any(reads[1:])
     write_comparison(store.root)
     cases = runner.load_cases(store.root)
-    assert len(cases) == 2  # planned by build_cases: targets 1 and 2
+    assert len(cases) == 2  # planned by plan_cases: targets 1 and 2
     results = pd.read_parquet(out / "results.parquet")
-    assert len(results) == len(cases) * len(methods) * 6
+    # every candidate of every grid is evaluated: one row per case x method x candidate x part
+    n_candidates = len(RewriteClosed.grid) + len(GRIDS["finetune-local"])
+    assert len(results) == len(cases) * n_candidates * 6
     assert set(results["group"]) == {"exemplars", *TEST_GROUPS, "clean"}
+    per_case = results.groupby(["case_id", "method"])
+    assert (per_case["selected"].sum() == 6).all()  # one selected candidate, six parts
+    assert (per_case["candidate_index"].nunique() == per_case["candidate"].nunique()).all()
+    # the tiny build's validation split cannot resolve a 1 pp budget: said, not "within"
+    assert (~results["budget_resolved"]).all() and results["within_budget"].isna().all()
+    assert np.allclose(results["pp_per_image"], 100.0 / results["n_validation"])
+    clean = results[results["group"] == "clean"]
+    assert (clean["same_bits"].str.len() == clean["lr_n"]).all()
     for case in cases:
         items = case_items(case, BuildImages(store.root))
         tested = {i for group in items.groups.values() for i in group} | set(items.heldout)
         assert seen[case.case_id] and not tested & set(seen[case.case_id])
         for method in methods:
             assert (out / method / f"{case.case_id}.safetensors").is_file()
-    for name in ("comparison.parquet", "comparison.md", "comparison.png"):
+    for name in (
+        "comparison.parquet",
+        "comparison.md",
+        "comparison.png",
+        "curves.parquet",
+        "curve_points.parquet",
+        "curves.png",
+    ):
         assert (out / name).is_file()
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert set(curves["method"]) == set(methods) and (curves["cases"] == 2).all()
+    assert set(curves["part"]) == {"test", *TEST_GROUPS}
+    points = pd.read_parquet(out / "curve_points.parquet")
+    grid = points[(points["kind"] == "candidate") & (points["part"] == "test")]
+    assert len(grid) == len(RewriteClosed.grid) + len(GRIDS["finetune-local"])
+    assert grid["locality"].between(0.0, 1.0).all()
+    assert not grid.loc[grid["errors_corrected"].isna(), "on_front"].any()
+    assert (points["kind"] == "selected").sum() == len(methods) * 5
     comparison = pd.read_parquet(out / "comparison.parquet")
     assert set(comparison["method"]) == set(methods)
     assert (comparison["n_cases"] == 2).all()
     fragment = comparison_html(store.root)
     assert "<table>" in fragment and 'src="../edits/comparison.png"' in fragment
+    assert 'src="../edits/curves.png"' in fragment and "LR ≥ 99 %" in fragment
+    assert "unresolved" in (out / "comparison.md").read_text()
     page = (store.root / "report" / "edits.html").read_text()
     assert fragment in page and "rewrite-closed" in page
     assert "rewrite-closed" in (out / "comparison.md").read_text()
@@ -468,14 +518,24 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
     runner.run_edits(store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS)
     again = pd.read_parquet(out / "results.parquet")
     assert again["reused_delta"].all()
-    columns = ["case_id", "method", "group", "e_pre", "e_post", "clean_drop_pp", "sr"]
+    columns = [
+        "case_id",
+        "method",
+        "candidate_index",
+        "selected",
+        "group",
+        "e_pre",
+        "e_post",
+        "clean_drop_pp",
+        "sr",
+    ]
     pd.testing.assert_frame_equal(
         again[columns].reset_index(drop=True), results[columns].reset_index(drop=True)
     )
 
 
 def test_group_cases_target_a_class_group():
-    from pipeline.editing.groups import class_group, plan_group_cases
+    from pipeline.cases import GroupPlan, class_group, plan_group_cases
 
     dogs = class_group("dog")
     assert dogs[0] == 151 and 268 in dogs and len(dogs) == 130
@@ -503,7 +563,8 @@ def test_group_cases_target_a_class_group():
                     kept=True,
                 ).to_row()
             )
-    cases = plan_group_cases(pd.DataFrame(rows), sorted(images), {"dog": dogs}, n_train=3)
+    plan = GroupPlan(groups={"dog": dogs}, n_train=3)
+    cases = plan_group_cases(pd.DataFrame(rows), sorted(images), plan)
     assert len(cases) == 1
     case = cases[0]
     assert case.case_id.startswith("background-snow-dog-") and case.target_class == -1
@@ -515,3 +576,27 @@ def test_group_cases_target_a_class_group():
     assert set(frame.loc[target, "label"]) <= set(dogs) and len(target) == 6
     others = [*case.test_groups["other_train_style"], *case.test_groups["other_heldout_style"]]
     assert not set(frame.loc[others, "label"]) & set(dogs)
+
+
+def test_a_grid_that_never_keeps_locality_is_flagged_and_the_budget_unresolved(tiny_build):
+    store, classifier = tiny_build
+    strong = Candidate({"rank": 1}, 500.0)  # far past the closed form: most top-1s change
+    grids = {"rewrite-closed": [strong, Candidate({"rank": 1}, 1000.0)]}
+    out = runner.run_edits(
+        store.root, "test:tiny", "mid", ["rewrite-closed"], classifier=classifier, grids=grids
+    )
+    results = pd.read_parquet(out / "results.parquet")
+    clean = results[results["group"] == "clean"]
+    assert (clean["lr"] < 99.0).all() and results["grid_defect"].all()
+    # the same case with a candidate that changes nothing: the grid reaches "no change"
+    grids = {"rewrite-closed": [Candidate({"rank": 1}, 1e-9), strong]}
+    runner.run_edits(
+        store.root, "test:tiny", "mid", ["rewrite-closed"], classifier=classifier, grids=grids
+    )
+    results = pd.read_parquet(out / "results.parquet")
+    weakest = results[results["candidate"].str.contains("1e-09")]
+    again = results[results["run_key"].isin(weakest["run_key"])]  # the second grid's rows
+    assert len(again) == len(runner.load_cases(store.root)) * 2 * 6
+    assert (weakest["lr"] == 100.0).all() and not again["grid_defect"].any()
+    # 13 photos: every case's validation split is far below 200 images
+    assert (~results["budget_resolved"]).all() and results["within_budget"].isna().all()

@@ -12,13 +12,13 @@ import torch
 from test_editing_eval import CodeModel, StubClassifier, _hex, _to_tensor, coded, remap_5_to_1
 from test_editing_eval import write_build as write_photo_build
 
-from pipeline.cases import EditCase
+from pipeline.cases import ANY_CLASS, EditCase, ErrorPlan, plan_error_cases, rank_pairs
 from pipeline.edit_stats import parse_bits, pooled_errors_corrected
 from pipeline.editing import select as select_module
 from pipeline.editing.build_images import BuildImages, cf, image
 from pipeline.editing.evaluate import case_exemplars, evaluate_case, references
 from pipeline.editing.masks import mask_transform
-from pipeline.editing.methods import Candidate
+from pipeline.editing.methods import Candidate, RewriteClosed
 from pipeline.editing.metrics import errors_corrected
 from pipeline.editing.predict import Predictor
 from pipeline.editing.runner import (
@@ -27,7 +27,6 @@ from pipeline.editing.runner import (
     covariance_image_ids,
     resolve_cases,
 )
-from pipeline.error_cases import ANY_CLASS, plan_error_cases, rank_pairs
 from pipeline.report.edits import compare
 
 SQUARE = np.zeros((8, 8), bool)
@@ -207,7 +206,7 @@ def _manifest(labels: bool) -> tuple[pd.DataFrame, list[str]]:
 def test_error_cases_pick_wrong_exemplars_and_disjoint_splits(labels: bool):
     manifest, images = _manifest(labels)
     assert rank_pairs(manifest.assign(target=manifest["clean_pred"])) == [("road", "snow", 52)]
-    (case,) = plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3)
+    (case,) = plan_error_cases(manifest, images, ErrorPlan(seed=0, n_train=3, val_frac=0.3))
     rows = manifest.set_index("cf_id")
     train = rows.loc[case.train]
     assert (train["cf_pred"] == 99).all() and train["image_id"].nunique() == 3
@@ -228,8 +227,10 @@ def test_error_cases_pick_wrong_exemplars_and_disjoint_splits(labels: bool):
 
 def test_each_style_plans_one_case_per_style_image_with_the_others_held_out():
     manifest, images = _manifest(labels=False)
-    (default,) = plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3)
-    cases = plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3, each_style=True)
+    (default,) = plan_error_cases(manifest, images, ErrorPlan(seed=0, n_train=3, val_frac=0.3))
+    cases = plan_error_cases(
+        manifest, images, ErrorPlan(seed=0, n_train=3, val_frac=0.3, each_style=True)
+    )
     assert [c.train_style for c in cases] == ["snow/0", "snow/1"]
     assert len({c.case_id for c in cases}) == 2
     rows = manifest.set_index("cf_id")
@@ -243,8 +244,10 @@ def test_each_style_plans_one_case_per_style_image_with_the_others_held_out():
         assert not set(rows.loc[list(tested), "image_id"]) & set(rows.loc[case.train, "image_id"])
         assert not set(case.heldout) & set(case.validation)
     # the default plan is unchanged by the option's existence; max_pairs counts pairs
-    assert plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3) == [default]
-    assert len(plan_error_cases(manifest, images, each_style=True, max_pairs=1)) == 2
+    assert plan_error_cases(manifest, images, ErrorPlan(seed=0, n_train=3, val_frac=0.3)) == [
+        default
+    ]
+    assert len(plan_error_cases(manifest, images, ErrorPlan(each_style=True, max_pairs=1))) == 2
 
 
 def test_covariance_images_avoid_every_case_image(tmp_path, label_free_build):
@@ -320,7 +323,9 @@ def test_run_edits_plans_label_free_error_cases_end_to_end(tmp_path):
     assert case.params["plan"] == "errors" and case.params["label_free"]
     assert case.target_class == ANY_CLASS and len(case.train) == 3 and case.validation_cf
     results = pd.read_parquet(out / "results.parquet")
-    assert len(results) == len(methods) * 6 and results["label_free"].all()
+    # every candidate is evaluated: one row per method x candidate x part
+    n_candidates = len(RewriteClosed.grid) + len(grids["finetune-local"])
+    assert len(results) == n_candidates * 6 and results["label_free"].all()
     assert (results["n_validation_cf"] == len(case.validation_cf)).all()
     clean = results[results["group"] == "clean"]
     # label-free: every clean image is right before the edit, the drop is the share changed
@@ -337,16 +342,16 @@ def test_a_small_build_gets_error_cases_with_fewer_exemplars(tmp_path):
     small = manifest[manifest["image_id"].isin(six)].copy()
     wrong_in_0 = small["style_image"].eq("snow/0") & small["image_id"].isin(six[1:3])
     small["cf_pred"] = np.where(wrong_in_0, 99, small["clean_pred"])  # 2 wrong, in snow/0
-    assert plan_error_cases(small, six, n_train=3) == []
-    (case,) = plan_error_cases(small, six, n_train=3, min_train=1)
+    assert plan_error_cases(small, six, ErrorPlan(n_train=3)) == []
+    (case,) = plan_error_cases(small, six, ErrorPlan(n_train=3, min_train=1))
     rows = small.set_index("cf_id")
     assert len(case.train) == 2 and case.params["n_train_found"] == 2
     assert (rows.loc[case.train, "cf_pred"] == 99).all() and case.train_style == "snow/0"
     tested = {i for ids in case.test_groups.values() for i in ids}
     assert tested and not set(rows.loc[list(tested), "image_id"]) & set(six[1:3])
-    assert plan_error_cases(small, six, n_train=3, min_train=3) == []
-    full = [c.case_id for c in plan_error_cases(manifest, images, n_train=3)]
-    assert [c.case_id for c in plan_error_cases(manifest, images, min_train=1)] == full
+    assert plan_error_cases(small, six, ErrorPlan(n_train=3, min_train=3)) == []
+    full = [c.case_id for c in plan_error_cases(manifest, images, ErrorPlan(n_train=3))]
+    assert [c.case_id for c in plan_error_cases(manifest, images, ErrorPlan(min_train=1))] == full
 
     photos = [
         {
@@ -367,19 +372,25 @@ def test_a_small_build_gets_error_cases_with_fewer_exemplars(tmp_path):
 
 def test_camvid_defaults_hold_out_the_photos_the_error_plan_holds_out():
     """The benchmark's held-out count is the error plan's: 233 CamVid frames with 10
-    exemplars at val_frac 0.1 keep 201 >= 200 held out (0.12 would keep 196)."""
+    exemplars at val_frac 0.1 keep 201 >= 200 held out (0.12 would keep 196); the 22 validation
+    frames cannot grow to 200 without the held-out frames dropping below 200, so they stay."""
     import sys
     from pathlib import Path
 
+    from pipeline.cases.splits import error_split_sizes
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from edit_datasets import CAMVID_DEFAULTS, MIN_HELDOUT, heldout_photos
+    from edit_datasets import CAMVID_DEFAULTS, MIN_HELDOUT
 
     manifest, images = _manifest(False)
-    (case,) = plan_error_cases(manifest, images, seed=0, n_train=3, val_frac=0.3)
-    tested = set(manifest.set_index("cf_id").loc[case.validation_cf, "image_id"])
-    assert heldout_photos(40, 3, 0.3) == 26 == 40 - 3 - len(tested)
+    (case,) = plan_error_cases(manifest, images, ErrorPlan(seed=0, n_train=3, val_frac=0.3))
+    validated = set(manifest.set_index("cf_id").loc[case.validation_cf, "image_id"])
+    split = error_split_sizes(40 - 3, 10, 0.3, 200)
+    assert split.test_photos == 26 == 40 - 3 - len(validated)
     assert len(set(case.heldout) & set(manifest["image_id"])) == 26  # photos with the concept
+    assert split.validation == len(case.validation) == case.params["n_validation"] == 16
     n, frac = CAMVID_DEFAULTS["n_train"], CAMVID_DEFAULTS["val_frac"]
-    assert heldout_photos(233, n, frac) == 201 >= MIN_HELDOUT
-    assert heldout_photos(233, n, 0.12) == 196 < MIN_HELDOUT
+    camvid = error_split_sizes(233 - n, 0, frac, 200)
+    assert camvid.heldout == 201 >= MIN_HELDOUT and camvid.validation == 22
+    assert error_split_sizes(233 - n, 0, 0.12, 200).heldout == 196 < MIN_HELDOUT
     assert 1.0 in CAMVID_DEFAULTS["scales"]  # the grid reaches the true closed form

@@ -111,3 +111,27 @@ def test_rewrite_compares_values_after_the_following_norm_by_default() -> None:
     assert Rewrite().resolved(model, LAYER).post_fn(model)[0] is model[3]
     result = Rewrite(steps=2).edit(model, LAYER, EditInputs(exemplars))
     assert json.loads(result.metadata["config"])["post"] == ["3"]  # what was used
+
+
+def test_early_stop_ends_fine_tuning_once_the_exemplars_are_fixed() -> None:
+    from pipeline.editing.finetune import exemplars_fixed, finetune_deltas
+
+    model, exemplars = _tiny()
+    names = ["7.weight", "7.bias"]
+    params = dict(model.named_parameters())
+    assert not exemplars_fixed(model, exemplars, {})
+    stopped = finetune_deltas(model, names, exemplars, lr=0.5, steps=300, early_stop=True)
+    full = finetune_deltas(model, names, exemplars, lr=0.5, steps=300)
+    after = {name: params[name].detach() + stopped[name] for name in names}
+    assert exemplars_fixed(model, exemplars, after)  # it stopped because they were fixed
+    norm = sum(float(d.norm()) for d in stopped.values())
+    assert 0 < norm < 0.5 * sum(float(d.norm()) for d in full.values())
+    # stopping at once when nothing needs fixing: no change at all
+    fixed = dataclasses.replace(exemplars, labels=exemplars_labels(model, exemplars))
+    unchanged = finetune_deltas(model, names, fixed, lr=0.5, steps=50, early_stop=True)
+    assert all(float(d.abs().max()) == 0.0 for d in unchanged.values())
+
+
+def exemplars_labels(model: nn.Module, exemplars: EditExemplars) -> torch.Tensor:
+    with torch.no_grad():
+        return model(exemplars.transformed).argmax(1)

@@ -46,6 +46,15 @@ def exemplar_loss(
     return F.cross_entropy(logits, labels)
 
 
+def exemplars_fixed(
+    model: nn.Module, exemplars: EditExemplars, replacements: dict[str, Tensor]
+) -> bool:
+    """Whether every transformed exemplar's top-1 is its label under ``replacements``."""
+    with torch.no_grad():
+        logits = functional_forward(model, replacements, exemplars.transformed)
+    return bool((logits.argmax(1) == exemplars.labels).all())
+
+
 def _penalty(current: dict[str, Tensor], start: dict[str, Tensor], kind: str | None) -> Tensor:
     terms = [current[name] - start[name] for name in current]
     if kind is None:
@@ -69,12 +78,14 @@ def finetune_deltas(
     penalty: str | None = None,
     penalty_weight: float = 0.0,
     include_original: bool = False,
+    early_stop: bool = False,
 ) -> dict[str, Tensor]:
     """Train the named parameters on the exemplars; return ``trained − original`` per name.
 
     ``optimizer``: ``adam`` or ``sgd`` (with ``momentum``); ``penalty``: ``l1`` / ``l2`` distance
     to the original weights, times ``penalty_weight``; ``include_original``: also fit the clean
-    exemplars to their labels.
+    exemplars to their labels; ``early_stop``: stop as soon as every transformed exemplar is
+    classified as its label (the least change that fixes them, at this learning rate).
 
     Only ``torch.autograd.grad`` is used (no ``backward``), so ``.grad`` of the model's own
     parameters is never written. The model runs in eval mode (BatchNorm statistics frozen).
@@ -91,6 +102,8 @@ def finetune_deltas(
         raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'sgd'")
     with eval_mode(model), torch.enable_grad():
         for _ in range(steps):
+            if early_stop and exemplars_fixed(model, exemplars, {**frozen, **trainable}):
+                break
             loss = exemplar_loss(model, exemplars, {**frozen, **trainable}, include_original)
             if penalty_weight:
                 loss = loss + penalty_weight * _penalty(trainable, start, penalty)

@@ -173,7 +173,8 @@ def case_metrics(
     ``clean_acc_pre`` / ``clean_acc_post`` / ``clean_drop_pp``. Also per row: ``measurable``
     (``e_pre >= min_e_pre``), ``dlogp`` (mean change of log p(reference) over the part's
     counterfactuals, with ``pre_logp`` / ``post_logp``) and ``err_bits`` (per clean-correct
-    image ``pre``+``post`` error flags as "01 10 ..." for pooled bootstrap intervals).
+    image ``pre``+``post`` error flags as "01 10 ..." for pooled bootstrap intervals);
+    ``same_bits`` on the clean row ("1101...": per heldout image, top-1 unchanged).
     """
 
     def flags(part: Sequence[Item], preds: dict[Item, int]) -> np.ndarray:
@@ -211,6 +212,7 @@ def case_metrics(
             "measurable": e_pre >= max(1, min_e_pre),
             "dlogp": dlogp,
             "err_bits": bits,
+            "same_bits": "",
         }
 
     rows = [part_row(EXEMPLARS, items.train)]
@@ -233,6 +235,8 @@ def case_metrics(
         "measurable": False,
         "dlogp": math.nan,
         "err_bits": "",
+        # per heldout image: its top-1 unchanged (locality, resampled by the curves' bootstrap)
+        "same_bits": "".join("1" if pre[i] == post[i] else "0" for i in items.heldout),
     }
     rows.append(clean_row)
     success = success_rate(flags(items.train, pre), flags(items.train, post))

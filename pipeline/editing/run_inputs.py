@@ -7,15 +7,17 @@ the default layer. The image sets of the key statistics are :mod:`pipeline.editi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from torch import nn
 
-from pipeline.cases import EditCase, build_cases, load_cases
-from pipeline.error_cases import build_error_cases
+from pipeline.cases import ClassPlan, EditCase, ErrorPlan, Plan, load_cases, parse_plan
+from pipeline.cases import plan_cases as plan_build_cases
 
+# plan names that need no settings (a `groups` plan needs its groups: pass it as a plan)
 PLANS = ("auto", "classes", "errors")
 
 
@@ -56,26 +58,38 @@ def _no_cases_reason(build_dir: Path) -> str:
 
 # -- inputs ------------------------------------------------------------------------------------
 def resolve_cases(
-    build_dir: str | Path, cases: Sequence[EditCase | str] | None = None, plan: str = "auto"
+    build_dir: str | Path,
+    cases: Sequence[EditCase | str] | None = None,
+    plan: str | Plan | Mapping[str, Any] = "auto",
 ) -> list[EditCase]:
-    """``cases`` as :class:`EditCase` objects: ids are looked up in ``BUILD/cases/``; ``None``
-    means every case there, planned if the folder is empty: ``plan`` ``classes``
-    (:func:`build_cases`: one class, random exemplars), ``errors``
-    (:func:`pipeline.error_cases.build_error_cases`: misclassified exemplars, every image
-    tested, transformed validation images) or ``auto`` (classes, else errors). Raises
-    :class:`NoCasesError` (saying why) when there are none."""
-    if plan not in PLANS:
+    """``cases`` as :class:`EditCase` objects: ids are looked up in ``BUILD/cases/``.
+
+    Args:
+        build_dir: the build.
+        cases: cases or case ids; ``None``: every case in ``BUILD/cases/``, planned with
+            :func:`pipeline.cases.plan_cases` when the folder is empty or holds another plan
+            kind's cases.
+        plan: a plan (object or mapping); a plan kind with its defaults (``classes``: one
+            class, random exemplars; ``errors``: misclassified exemplars, every image tested,
+            transformed validation images, as few as one exemplar where a small build has no
+            more); or ``auto``: classes, else errors.
+
+    Raises:
+        NoCasesError: there are none (the message says why).
+    """
+    if isinstance(plan, str) and plan not in PLANS:
         raise ValueError(f"unknown case plan {plan!r}; known: {list(PLANS)}")
     if cases is None:
         found = load_cases(build_dir)
+        kind = plan if isinstance(plan, str) else parse_plan(plan).kind
         planned = {str(case.params.get("plan", "classes")) for case in found}
-        if plan != "auto" and found and planned != {plan}:
+        if kind != "auto" and found and planned != {kind}:
             found = []  # the folder holds another plan's cases: replan
-        if not found and plan in ("auto", "classes"):
-            found = build_cases(build_dir)
-        if not found and plan in ("auto", "errors"):
-            # a small build (the demo: 6 photos) may have fewer than 3 wrong photos per style
-            found = build_error_cases(build_dir, min_train=1)
+        if not found:
+            for candidate in _plans_to_try(plan):
+                found = plan_build_cases(build_dir, candidate)
+                if found:
+                    break
         if not found:
             raise NoCasesError(_no_cases_reason(Path(build_dir)))
         return found
@@ -91,6 +105,19 @@ def resolve_cases(
             raise KeyError(f"no case {case!r} in {Path(build_dir) / 'cases'}")
         out.append(stored[case])
     return out
+
+
+def _plans_to_try(plan: str | Plan | Mapping[str, Any]) -> list[Plan]:
+    """The plans ``resolve_cases`` tries in turn for ``plan``."""
+    # a small build (the demo: 6 photos) may have fewer than 3 wrong photos per style
+    lenient_errors = ErrorPlan(min_train=1)
+    if plan == "auto":
+        return [ClassPlan(), lenient_errors]
+    if plan == "classes":
+        return [ClassPlan()]
+    if plan == "errors":
+        return [lenient_errors]
+    return [parse_plan(plan)]
 
 
 def default_layer(model: nn.Module) -> str:

@@ -8,10 +8,15 @@
    batches and cached under ``BUILD/edits/cache/`` by (model id, weights hash, layer, image set);
 3. for every case (``BUILD/cases/``; planned with :func:`pipeline.cases.build_cases` if there
    are none) and method: selects hyper-parameters on the case's validation split under the
-   clean-accuracy budget (:mod:`pipeline.editing.select`), saves the delta to
-   ``BUILD/edits/<method>/<case_id>.safetensors``, and evaluates it on the test groups and the
-   heldout clean images (:mod:`pipeline.editing.evaluate`);
-4. writes the long table ``BUILD/edits/results.parquet`` (one row per case x method x group).
+   clean-accuracy budget (:mod:`pipeline.editing.select`), saves the selected delta to
+   ``BUILD/edits/<method>/<case_id>.safetensors`` and every distinct edit of the grid next to
+   it, and evaluates **every candidate** on the test groups and the heldout clean images
+   (:mod:`pipeline.editing.evaluate`; on the cached prefix, so a candidate costs the suffix of
+   the network only): the method's curve of errors corrected against locality, with the
+   selected candidate marked;
+4. writes the long table ``BUILD/edits/results.parquet``
+   (:class:`~pipeline.store.edit_results.EditResultRow`: one row per case x method x
+   candidate x part).
 
 The comparison of the methods over cases is written from that table by
 :func:`pipeline.report.edits.write_comparison`; the file layout is
@@ -34,14 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from pipeline import progress
 from pipeline.cases import TEST_GROUPS, EditCase, load_cases
+from pipeline.edit_curves import grid_defect
 from pipeline.editing import select as selection
-from pipeline.editing.build_images import BuildImages, case_items, image
+from pipeline.editing.build_images import BuildImages, CaseItems, Item, case_items, image
 from pipeline.editing.covariance import CovarianceFactor, cached_key_statistics, weights_digest
 from pipeline.editing.delta import EditResult
 from pipeline.editing.evaluate import case_exemplars, evaluate_case, references
@@ -72,16 +77,18 @@ from pipeline.editing.run_inputs import (
 from pipeline.editing.split import SplitModel
 from pipeline.failpoints import failpoint
 from pipeline.hashing import stable_key
+from pipeline.store.edit_results import EditResultRow, read_results, write_results
 from pipeline.store.edits_layout import (
     CACHE_DIR,
     RESULTS_FILE,
     delta_path,
     edits_dir,
-    read_frame,
-    write_frame,
+    solve_path,
 )
 
-RESULTS_VERSION = "edit-results-v2"
+RESULTS_VERSION = "edit-results-v3"
+# a case on which every candidate keeps fewer heldout top-1s unchanged is a grid defect
+LOCALITY_FLOOR = 0.99
 __all__ = [
     "DEFAULT_METHODS",
     "PLANS",
@@ -153,18 +160,23 @@ class _Run:
     grids: dict[str, list[Candidate]]
     say: Callable[[str], None]
     min_e_pre: int = 5
+    min_validation: int = 200
 
     def key(self, case: EditCase, name: str) -> str:
-        return run_key(
-            case,
-            self.methods[name],
-            self.classifier.id,
-            self.weights_hash,
-            self.layer,
-            self.budget_pp,
-            self.grids[name],
-            self.image_set_id,
-        ) + (f"-e{self.min_e_pre}" if self.min_e_pre != 5 else "")
+        return (
+            run_key(
+                case,
+                self.methods[name],
+                self.classifier.id,
+                self.weights_hash,
+                self.layer,
+                self.budget_pp,
+                self.grids[name],
+                self.image_set_id,
+            )
+            + (f"-e{self.min_e_pre}" if self.min_e_pre != 5 else "")
+            + (f"-v{self.min_validation}" if self.min_validation != 200 else "")
+        )
 
 
 def _start(
@@ -243,6 +255,7 @@ def run_edits(
     covariance_views: str = "center",
     plan: str = "auto",
     min_e_pre: int = 5,
+    min_validation: int = 200,
     classifier: Any | None = None,
     classifier_options: Mapping[str, Any] | None = None,
     grids: Mapping[str, Sequence[Candidate]] | None = None,
@@ -266,8 +279,11 @@ def run_edits(
     ``windows`` adds each non-square image's two end squares to ``C`` (see
     :mod:`~pipeline.editing.key_sources`). ``min_e_pre``: a test
     group with fewer errors before the edit is *unmeasurable* (``measurable`` false; the
-    comparison leaves it out of the means). ``grids``: per-method candidate lists replacing
-    the methods' own ``grid``.
+    comparison leaves it out of the means). ``min_validation``: a case with fewer clean
+    validation images cannot resolve the budget (one image weighs ``100/n`` pp): its rows say
+    ``budget_resolved = False`` and ``within_budget = None``. ``grids``: per-method candidate
+    lists replacing the methods' own ``grid``. Every candidate is evaluated on the test groups
+    and the heldout images, so the results hold each method's whole curve.
     """
     say = log or logger.info
     unknown = [m for m in methods if m not in available_methods()]
@@ -316,11 +332,12 @@ def run_edits(
         grids={name: selection.candidates(method, grids) for name, method in chosen.items()},
         say=say,
         min_e_pre=int(min_e_pre),
+        min_validation=int(min_validation),
     )
 
     results_path = edits_dir(build_dir) / RESULTS_FILE
-    existing = read_frame(results_path)
-    done = set(existing["run_key"]) if "run_key" in existing else set()
+    existing = read_results(results_path).to_dict("records")
+    done = {row["run_key"] for row in existing}
     for number, case in enumerate(all_cases, 1):
         keys = {name: run.key(case, name) for name in methods}
         pending = [name for name in methods if keys[name] not in done]
@@ -328,14 +345,14 @@ def run_edits(
             say(f"[{number}/{len(all_cases)}] {case.case_id}: results exist, skipped")
             progress.advance("edit", 1, len(all_cases))
             continue
-        fresh = pd.DataFrame(_run_case(run, case, pending, keys))
-        if not existing.empty:
-            existing = existing[~existing["run_key"].isin(fresh["run_key"])]
-        existing = pd.concat([existing, fresh], ignore_index=True) if len(existing) else fresh
+        fresh = _run_case(run, case, pending, keys)
+        fresh_keys = {row.run_key for row in fresh}
+        existing = [row for row in existing if row["run_key"] not in fresh_keys]
+        existing += [row.to_row() for row in fresh]
         failpoint("edit.before_results")
-        write_frame(existing, results_path)
+        write_results(existing, results_path)
         failpoint("edit.after_case")
-        done |= set(fresh["run_key"])
+        done |= fresh_keys
         say(f"[{number}/{len(all_cases)}] {case.case_id}: {', '.join(pending)} done")
         progress.advance("edit", 1, len(all_cases))
     return edits_dir(build_dir)
@@ -352,26 +369,85 @@ def _saved_delta(path: Path, key: str) -> EditResult | None:
     return loaded if loaded.metadata.get("run_key") == key else None
 
 
+def _saved_selection(
+    run: _Run, case: EditCase, name: str, key: str
+) -> tuple[EditResult, list[EditResult]] | None:
+    """The selected delta and every solve of the grid saved under this run key, or None when
+    any is missing (the selection then runs again)."""
+    selected = _saved_delta(delta_path(run.build_dir, name, case.case_id), key)
+    if selected is None:
+        return None
+    trials = json.loads(selected.metadata.get("selection", "{}")).get("trials", [])
+    if len(trials) != len(run.grids[name]):
+        return None
+    solves = []
+    for index in range(max((int(t.get("solve", 0)) for t in trials), default=-1) + 1):
+        solve = _saved_delta(solve_path(run.build_dir, name, case.case_id, index), key)
+        if solve is None:
+            return None
+        solves.append(solve)
+    return selected, solves
+
+
+def _select(
+    run: _Run,
+    case: EditCase,
+    name: str,
+    key: str,
+    inputs: EditInputs,
+    items: CaseItems,
+    cf_refs: Mapping[Item, int],
+) -> tuple[EditResult, list[EditResult]]:
+    """Select on the case's validation split; save the selected delta and every solve."""
+    data = run.predictor.data
+    chosen = selection.select_edit(
+        run.edit_model,
+        run.layer,
+        run.methods[name],
+        inputs,
+        predictor=run.predictor,
+        train=items.train,
+        validation=items.validation,
+        validation_refs={item: data.reference(item) for item in items.validation},
+        budget_pp=run.budget_pp,
+        grid=run.grids[name],
+        validation_cf=items.validation_cf,
+        validation_cf_refs=dict(cf_refs),
+    )
+    for index, solve in enumerate(chosen.solves):
+        solve.metadata["run_key"] = key
+        solve.save(solve_path(run.build_dir, name, case.case_id, index))
+    result = chosen.result
+    result.metadata["run_key"] = key
+    result.save(delta_path(run.build_dir, name, case.case_id))
+    return result, chosen.solves
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
 def _run_case(
     run: _Run, case: EditCase, names: Sequence[str], keys: Mapping[str, str]
-) -> list[dict[str, Any]]:
+) -> list[EditResultRow]:
     data = run.predictor.data
     items = case_items(case, data)
     inputs: EditInputs | None = None
+    cf_refs: dict[Item, int] = {}
     pre: dict[Any, int] | None = None
     pre_logp: dict[Any, float] | None = None
-    refs: dict[Any, int] = {}
-    rows: list[dict[str, Any]] = []
+    pp_per_image, resolved = selection.budget_resolution(len(case.validation), run.min_validation)
+    rows: list[EditResultRow] = []
     for name in names:
-        path = delta_path(run.build_dir, name, case.case_id)
-        result = _saved_delta(path, keys[name])
-        reused = result is not None
-        if result is None:
+        saved = _saved_selection(run, case, name, keys[name])
+        reused = saved is not None
+        if saved is None:
             if inputs is None:
                 # label-free items are judged against the unedited model's clean top-1
                 selected = [*items.train, *items.validation_cf]
                 base = run.predictor.predict([items.clean[i] for i in selected])
                 refs = references(data, selected, base)
+                cf_refs = {i: refs[i] for i in items.validation_cf}
                 exemplars = case_exemplars(
                     case,
                     data,
@@ -380,30 +456,30 @@ def _run_case(
                     labels=[refs[i] for i in items.train],
                 )
                 inputs = EditInputs(exemplars, run.factor, case.case_id, run.classifier.id)
-            chosen = selection.select_edit(
-                run.edit_model,
-                run.layer,
-                run.methods[name],
-                inputs,
-                predictor=run.predictor,
-                train=items.train,
-                validation=items.validation,
-                validation_refs={item: data.reference(item) for item in items.validation},
-                budget_pp=run.budget_pp,
-                grid=run.grids[name],
-                validation_cf=items.validation_cf,
-                validation_cf_refs={i: refs[i] for i in items.validation_cf},
-            )
-            result = chosen.result
-            result.metadata["run_key"] = keys[name]
-            result.save(path)
+            saved = _select(run, case, name, keys[name], inputs, items, cf_refs)
+        result, solves = saved
         summary = json.loads(result.metadata.get("selection", "{}"))
-        tick = time.perf_counter()
-        evaluation = evaluate_case(
-            run.predictor, case, result, pre=pre, pre_logp=pre_logp, min_e_pre=run.min_e_pre
-        )
-        eval_s = time.perf_counter() - tick
-        pre, pre_logp = evaluation.pre, evaluation.pre_logp
+        trials = summary.get("trials", [])
+        grid = run.grids[name]
+        # every candidate on the test groups and the heldout images: the method's curve; the
+        # predictor re-runs only the network after the layer on cached inputs
+        evaluations = []
+        for index, candidate in enumerate(grid):
+            tick = time.perf_counter()
+            evaluation = evaluate_case(
+                run.predictor,
+                case,
+                solves[int(trials[index].get("solve", 0))],
+                pre=pre,
+                pre_logp=pre_logp,
+                scale=candidate.scale,
+                min_e_pre=run.min_e_pre,
+            )
+            pre, pre_logp = evaluation.pre, evaluation.pre_logp
+            evaluations.append((evaluation, time.perf_counter() - tick))
+        chosen_params = summary.get("candidate", {})
+        selected_index = next((i for i, c in enumerate(grid) if c.to_dict() == chosen_params), 0)
+        defect = grid_defect([e.rows[0]["lr"] / 100.0 for e, _ in evaluations], LOCALITY_FLOOR)
         info = {
             "case_id": case.case_id,
             "concept": case.concept,
@@ -411,33 +487,51 @@ def _run_case(
             "target": _target_name(case, run.classifier.class_names),
             "target_class": int(case.target_class),
             "n_train": len(case.train),
+            "plan": str(case.params.get("plan", "classes")),
+            "label_free": bool(case.params.get("label_free", False)),
             "method": name,
             "model_id": run.classifier.id,
             "layer": run.layer,
             "run_key": keys[name],
-            "candidate": json.dumps(summary.get("candidate", {}), sort_keys=True),
             # the method's fixed settings (cov_floor, cov_ridge, steps, ...) under the candidate
             "settings": json.dumps(run.methods[name].settings(), sort_keys=True),
-            "within_budget": bool(summary.get("within_budget", False)),
-            "budget_pp": float(run.budget_pp),
-            "val_drop_pp": float(summary.get("val_drop_pp", math.nan)),
-            "n_validation": len(case.validation),
-            "n_validation_cf": len(case.validation_cf),
-            "plan": str(case.params.get("plan", "classes")),
-            "label_free": bool(case.params.get("label_free", False)),
             "covariance_set": run.image_set_id,
             "covariance_overlap": run.covariance_overlap,
-            "edit_s": float(summary.get("edit_s", math.nan)),
-            "select_s": float(summary.get("select_s", math.nan)),
-            "eval_s": eval_s,
+            "budget_pp": float(run.budget_pp),
+            "n_validation": len(case.validation),
+            "n_validation_cf": len(case.validation_cf),
+            "pp_per_image": pp_per_image,
+            "budget_resolved": resolved,
+            "within_budget": bool(summary.get("within_budget", False)) if resolved else None,
+            "grid_defect": defect,
+            "select_s": _float(summary.get("select_s")),
             "reused_delta": reused,
         }
-        rows += [{**info, **row} for row in evaluation.rows]
-        ec = {r["group"]: r["errors_corrected"] for r in evaluation.rows}
+        for index, (candidate, (evaluation, eval_s)) in enumerate(
+            zip(grid, evaluations, strict=True)
+        ):
+            trial = trials[index]
+            scores = {
+                "candidate_index": index,
+                "candidate": json.dumps(candidate.to_dict(), sort_keys=True),
+                "selected": index == selected_index,
+                "val_drop_pp": _float(trial.get("val_drop_pp")),
+                "val_ec": _float(trial.get("val_ec")),
+                "train_acc": _float(trial.get("train_acc")),
+                "strength": _float(trial.get("strength")),
+                "edit_s": _float(trial.get("edit_s")),
+                "eval_s": eval_s,
+            }
+            rows += [EditResultRow(**info, **scores, **row) for row in evaluation.rows]
+        chosen_rows = evaluations[selected_index][0].rows
+        ec = {r["group"]: r["errors_corrected"] for r in chosen_rows}
         run.say(
-            f"  {name}: {summary.get('candidate')} "
+            f"  {name}: {chosen_params} "
             + " ".join(f"{g}={ec[g]:.0f}%" for g in TEST_GROUPS if not math.isnan(ec[g]))
-            + f" clean drop {evaluation.rows[0]['clean_drop_pp']:.1f} pp"
-            + (" (delta reused)" if reused else f" ({info['select_s']:.1f} s)")
+            + f" clean drop {chosen_rows[0]['clean_drop_pp']:.1f} pp, "
+            + f"{len(grid)} candidates evaluated"
+            + ("" if resolved else f"; budget unresolved (1 image = {pp_per_image:.2g} pp)")
+            + ("; grid defect: no candidate keeps LR >= 99 %" if defect else "")
+            + (" (deltas reused)" if reused else f" ({info['select_s']:.1f} s)")
         )
     return rows

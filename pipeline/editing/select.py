@@ -16,7 +16,13 @@ Selection only ever classifies the case's exemplars and validation images: :func
 is not given the test groups or the heldout images at all.
 
 With ``n`` validation images one changed prediction moves the accuracy by ``100/n`` pp, so a
-1 pp budget with fewer than 100 validation images means "no net loss on validation".
+1 pp budget with fewer than 100 validation images means "no net loss on validation";
+:func:`budget_resolution` says whether a split is large enough to resolve the budget at all
+(``min_validation`` images, 200 by default), and the results flag it when it is not.
+
+Every candidate's edit is kept (:attr:`Selection.solves`, one per distinct solve; a scale
+reuses its solve) so that the runner can evaluate the whole grid on the held-out parts: the
+curve of errors corrected against locality, with the selected point marked on it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -57,6 +63,7 @@ class Trial:
     edit_s: float
     val_ec: float = math.nan  # % errors corrected on the transformed validation images
     strength: float = 0.0  # Frobenius norm of the (scaled) delta
+    solve: int = 0  # index of the candidate's unscaled edit in ``Selection.solves``
 
     def feasible(self, budget_pp: float) -> bool:
         return not math.isnan(self.val_drop_pp) and self.val_drop_pp <= budget_pp + 1e-9
@@ -71,12 +78,14 @@ class Trial:
             "edit_s": self.edit_s,
             "val_ec": self.val_ec,
             "strength": self.strength,
+            "solve": self.solve,
         }
 
 
 @dataclass
 class Selection:
-    """The chosen edit (scale applied), its candidate, and every trial."""
+    """The chosen edit (scale applied), its candidate, every trial, and every distinct
+    unscaled edit the trials were made from (``solves``; ``Trial.solve`` indexes it)."""
 
     result: EditResult
     candidate: Candidate
@@ -84,6 +93,7 @@ class Selection:
     within_budget: bool
     budget_pp: float
     seconds: float
+    solves: list[EditResult] = field(default_factory=list)
 
     @property
     def chosen(self) -> Trial:
@@ -102,6 +112,19 @@ class Selection:
             "edit_s": self.chosen.edit_s,
             "trials": [t.to_dict() for t in self.trials],
         }
+
+
+def budget_resolution(n_validation: int, min_validation: int = 200) -> tuple[float, bool]:
+    """What one validation image weighs (``100 / n`` pp) and whether the split resolves a
+    budget: at least ``min_validation`` images (with 40 images one image is 2.5 pp, and
+    "within a 1 pp budget" only means "no net loss").
+
+    Args:
+        n_validation: clean validation images of the case.
+        min_validation: the fewest images that resolve the budget.
+    """
+    pp_per_image = 100.0 / n_validation if n_validation else math.inf
+    return pp_per_image, n_validation >= max(1, min_validation)
 
 
 def result_norm(result: EditResult) -> float:
@@ -194,17 +217,18 @@ def select_edit(
     )
     e_pre = int(cf_wrong_pre.sum())
 
-    computed: dict[str, tuple[EditResult, float]] = {}
+    computed: dict[str, tuple[int, float]] = {}
+    solves: list[EditResult] = []
     trials: list[Trial] = []
-    results: list[EditResult] = []
     for candidate in tried:
         key = json.dumps(dict(candidate.params), sort_keys=True, default=str)
         if key not in computed:
             variant = method.with_params(candidate.params)
             tick = time.perf_counter()
-            computed[key] = (variant.edit(model, layer, case), time.perf_counter() - tick)
-        result, edit_s = computed[key]
-        results.append(result)
+            solves.append(variant.edit(model, layer, case))
+            computed[key] = (len(solves) - 1, time.perf_counter() - tick)
+        solve, edit_s = computed[key]
+        result = solves[solve]
         with applied(predictor.model, result, candidate.scale):
             logits = predictor.logits([*train, *validation, *transformed])
         train_logits = logits[: len(train)]
@@ -222,12 +246,14 @@ def select_edit(
                 edit_s=edit_s,
                 val_ec=val_ec,
                 strength=abs(candidate.scale) * result_norm(result),
+                solve=solve,
             )
         )
     best, within = choose(trials, budget_pp)
-    result = results[trials.index(best)]
-    if best.candidate.scale != 1.0:
-        result = result.scaled(best.candidate.scale)
+    # a copy, so that the selection's metadata stays off the kept solve
+    result = solves[best.solve].scaled(best.candidate.scale)
+    if best.candidate.scale == 1.0:
+        result.metadata.pop("scale", None)
     selection = Selection(
         result=result,
         candidate=best.candidate,
@@ -235,6 +261,7 @@ def select_edit(
         within_budget=within,
         budget_pp=budget_pp,
         seconds=time.perf_counter() - start,
+        solves=solves,
     )
     result.metadata["selection"] = json.dumps(selection.summary(), sort_keys=True, default=str)
     return selection

@@ -1,9 +1,12 @@
 """The editing methods compared: tables, Markdown, a figure and HTML from the edit results.
 
-Reads ``BUILD/edits/results.parquet`` (one row per case x method x group, written by
+Reads ``BUILD/edits/results.parquet`` typed (:func:`pipeline.store.edit_results.read_results`:
+one row per case x method x grid candidate x group, written by
 :func:`pipeline.editing.runner.run_edits`) and writes next to it ``comparison.parquet`` (per
-model, layer, method and group: the mean and 95% t interval over cases of each metric),
-``comparison.md`` and ``comparison.png``, plus the page ``BUILD/report/edits.html``.
+model, layer, method and group, over the budget-selected candidates: the mean and 95% t interval
+over cases of each metric), ``comparison.md`` and ``comparison.png``, the curves of every
+candidate (``curves.parquet``: the summary at locality 99 / 95 %, ``curve_points.parquet``,
+``curves.png``; :mod:`pipeline.report.edit_curves`), plus the page ``BUILD/report/edits.html``.
 :func:`comparison_html` is the same comparison as a fragment for the sensitivity report.
 """
 
@@ -23,12 +26,17 @@ from markupsafe import Markup
 
 from pipeline.cases import CLEAN, EXEMPLARS, RESULT_GROUPS, TEST_GROUPS
 from pipeline.edit_stats import parse_bits, pooled_errors_corrected
+from pipeline.report.edit_curves import curve_table, edit_curves, plot_curves
 from pipeline.report.stats import mean_interval
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
+from pipeline.store.edit_results import read_results
 from pipeline.store.edits_layout import (
     COMPARISON_FILE,
     COMPARISON_MD,
     COMPARISON_PNG,
+    CURVE_POINTS_FILE,
+    CURVES_FILE,
+    CURVES_PNG,
     EDITS_PAGE,
     RESULTS_FILE,
     edits_dir,
@@ -63,10 +71,16 @@ def _interval(values: pd.Series) -> tuple[float, float, float, int]:
 def compare(results: pd.DataFrame) -> pd.DataFrame:
     """Per (model, layer, method, group): mean and 95% t interval over cases of each metric.
 
-    Columns ``<metric>``, ``<metric>_low``, ``<metric>_high``, ``<metric>_n`` (cases with a
-    value: errors corrected is undefined for a case with no error to correct), pooled
-    ``e_pre`` / ``e_post`` sums, and ``within_budget`` (cases whose selection met the budget).
+    Only the budget-selected candidate of each (case, method) is compared here (``selected``;
+    the whole grid is :func:`pipeline.report.edit_curves.edit_curves`). Columns ``<metric>``,
+    ``<metric>_low``, ``<metric>_high``, ``<metric>_n`` (cases with a value: errors corrected
+    is undefined for a case with no error to correct), pooled ``e_pre`` / ``e_post`` sums,
+    ``within_budget`` (cases whose selection met a budget their validation split resolves),
+    ``budget_unresolved`` (cases with too few validation images to tell) and
+    ``grid_defect`` (cases on which no candidate keeps locality ≥ 99 %).
     """
+    if "selected" in results:
+        results = results[results["selected"].astype(bool)]
     if results.empty:
         return pd.DataFrame()
     results = results.copy()
@@ -89,7 +103,10 @@ def compare(results: pd.DataFrame) -> pd.DataFrame:
         row["e_post"] = int(part["e_post"].sum())
         row.update(_pooled(part))
         row["n_images"] = int(part["n"].sum())
-        row["within_budget"] = int(part["within_budget"].astype(bool).sum())
+        row["within_budget"] = int(part["within_budget"].eq(True).sum())  # None: unresolved
+        resolved = part.get("budget_resolved", pd.Series(True, index=part.index))
+        row["budget_unresolved"] = int((~resolved.astype(bool)).sum())
+        row["grid_defect"] = int(part.get("grid_defect", pd.Series(False, index=part.index)).sum())
         rows.append(row)
     frame = pd.DataFrame(rows)
     order = {g: i for i, g in enumerate(RESULT_GROUPS)}
@@ -195,7 +212,7 @@ def comparison_tables(comparison: pd.DataFrame) -> list[tuple[str, list[str], li
                 [
                     method,
                     str(row["n_cases"]),
-                    f"{row['within_budget']}/{row['n_cases']}",
+                    _budget_cell(row),
                     _cell(row, "clean_drop_pp", 2),
                     _cell(row, "sr"),
                     _cell(row, "lr"),
@@ -207,11 +224,26 @@ def comparison_tables(comparison: pd.DataFrame) -> list[tuple[str, list[str], li
     return tables
 
 
-def comparison_markdown(comparison: pd.DataFrame) -> str:
+def _budget_cell(row: Mapping[str, Any]) -> str:
+    """ "2/4 (1 unresolved)": cases within budget, and those whose split cannot tell."""
+    cell = f"{row['within_budget']}/{row['n_cases']}"
+    unresolved = int(row.get("budget_unresolved", 0) or 0)
+    return cell + (f" ({unresolved} unresolved)" if unresolved else "")
+
+
+def comparison_markdown(comparison: pd.DataFrame, curves: pd.DataFrame | None = None) -> str:
+    """The comparison tables (and the curve summary, when given) as Markdown.
+
+    Args:
+        comparison: :func:`compare` output.
+        curves: the summary of :func:`pipeline.report.edit_curves.edit_curves`.
+    """
     if comparison.empty:
         return "No edit results yet.\n"
     out = []
-    for title, header, rows in comparison_tables(comparison):
+    tables = comparison_tables(comparison)
+    tables += curve_table(curves if curves is not None else pd.DataFrame())
+    for title, header, rows in tables:
         out.append(f"### {title}\n")
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join("---" for _ in header) + "|")
@@ -223,7 +255,12 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
         "whose top-1 differs from their clean image's); cases below the minimum E_pre are "
         "unmeasurable and left out of the mean. Pooled: over every image of the cases, bootstrap "
         "interval over images. Clean drop: accuracy on the case's heldout clean images before "
-        "minus after. Intervals over cases: Student t."
+        "minus after. Intervals over cases: Student t. Within budget: of the cases whose "
+        "validation split resolves the budget; unresolved: fewer validation images than "
+        "min_validation (one image weighs 100/n pp). Curves: every grid candidate evaluated on "
+        "the test groups; locality (LR) = heldout clean images whose top-1 is unchanged; EC "
+        "read on the Pareto front, interpolated linearly; a front that never reaches LR 99 % is "
+        "a grid defect, not a result."
     )
     return "\n".join(out) + "\n"
 
@@ -288,14 +325,18 @@ def write_comparison(build_dir: str | Path) -> Path | None:
     (and the page ``report/edits.html``); returns the Markdown path, or None when there are no
     results."""
     out = edits_dir(build_dir)
-    results = read_frame(out / RESULTS_FILE)
+    results = read_results(out / RESULTS_FILE)
     if results.empty:
         return None
     comparison = compare(results)
     write_frame(comparison, out / COMPARISON_FILE)
     plot_comparison(comparison, out / COMPARISON_PNG)
+    points, curves = edit_curves(results)
+    write_frame(curves, out / CURVES_FILE)
+    write_frame(points, out / CURVE_POINTS_FILE)
+    plot_curves(points, out / CURVES_PNG)
     write_comparison_page(build_dir)
-    return atomic_write_text(out / COMPARISON_MD, comparison_markdown(comparison))
+    return atomic_write_text(out / COMPARISON_MD, comparison_markdown(comparison, curves))
 
 
 FRAGMENT = jinja2.Template(
@@ -310,6 +351,10 @@ FRAGMENT = jinja2.Template(
 {% endfor %}
 {%- if figure %}<img src="{{ figure }}" style="max-width:100%"
 alt="errors corrected and clean accuracy drop per method">
+{% endif -%}
+{%- if curves %}<h3>Curves: errors corrected against locality, every grid candidate</h3>
+<img src="{{ curves }}" style="max-width:100%"
+alt="per method: every candidate, its Pareto front and the budget-selected point">
 {% endif -%}
 <p>Errors corrected per test group (mean and 95% t interval over cases); hyper-parameters
 chosen per case on validation images under the clean-accuracy budget.</p>
@@ -353,10 +398,15 @@ def comparison_html(build_dir: str | Path, relative_to: str | Path | None = None
     path = out / COMPARISON_FILE
     if not path.is_file():
         return FRAGMENT.render(tables=None)
-    figure = out / COMPARISON_PNG
-    src = None
-    if figure.is_file():
-        base = Path(relative_to) if relative_to else Path(build_dir) / "report"
-        src = Path(os.path.relpath(figure.resolve(), base.resolve())).as_posix()
+    base = Path(relative_to) if relative_to else Path(build_dir) / "report"
+
+    def src(figure: Path) -> str | None:
+        if not figure.is_file():
+            return None
+        return Path(os.path.relpath(figure.resolve(), base.resolve())).as_posix()
+
     tables = comparison_tables(pd.read_parquet(path))
-    return FRAGMENT.render(tables=tables, figure=src)
+    tables += curve_table(read_frame(out / CURVES_FILE))
+    return FRAGMENT.render(
+        tables=tables, figure=src(out / COMPARISON_PNG), curves=src(out / CURVES_PNG)
+    )

@@ -1,15 +1,22 @@
 """Where the editing engine's outputs live in a build, and how its tables are read and written.
 
 ```
-<build>/edits/results.parquet                  one row per case x method x group
+<build>/edits/results.parquet                  one row per case x method x grid candidate x part
 <build>/edits/comparison.parquet|.md|.png      mean and 95% interval over cases, per method
+<build>/edits/curves.parquet|.png              per method and test part: the summary of the
+                                               front of errors corrected against locality
+                                               at 99 / 95 %, and the fronts as a figure
+<build>/edits/curve_points.parquet             every candidate's point, the budget point
 <build>/edits/<method>/<case_id>.safetensors   the selected edit's weight delta
+<build>/edits/<method>/<case_id>.solves/<j>.safetensors   every distinct unscaled edit of the
+                                               grid (evaluated as the curve)
 <build>/edits/cache/                           cached key statistics C per model and layer
 <build>/report/edits.html                      the comparison as a page of its own
 ```
 
-These tables are the engine's own outputs, not build manifests: they have no declared record
-schema and are read with pandas as written.
+These tables are the engine's own outputs, not build manifests. The results table has a
+declared record (:class:`pipeline.store.edit_results.EditResultRow`); the comparison tables are
+derived from it and read with pandas as written.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ RESULTS_FILE = "results.parquet"
 COMPARISON_FILE = "comparison.parquet"
 COMPARISON_MD = "comparison.md"
 COMPARISON_PNG = "comparison.png"
+CURVES_FILE = "curves.parquet"
+CURVE_POINTS_FILE = "curve_points.parquet"
+CURVES_PNG = "curves.png"
 CACHE_DIR = "cache"
 EDITS_PAGE = "report/edits.html"
 
@@ -36,6 +46,11 @@ def edits_dir(build_dir: str | Path) -> Path:
 
 def delta_path(build_dir: str | Path, method: str, case_id: str) -> Path:
     return edits_dir(build_dir) / method / f"{case_id}.safetensors"
+
+
+def solve_path(build_dir: str | Path, method: str, case_id: str, index: int) -> Path:
+    """One distinct unscaled edit of a method's grid on a case (``Trial.solve`` = ``index``)."""
+    return edits_dir(build_dir) / method / f"{case_id}.solves" / f"{index}.safetensors"
 
 
 def read_frame(path: Path) -> pd.DataFrame:

@@ -1,46 +1,40 @@
-"""Edit cases with errors to correct: exemplars the model gets wrong, tests on every image.
+"""Error cases: exemplars the model gets wrong, tests on every other image.
 
-:mod:`pipeline.cases` draws exemplars at random among kept counterfactuals, which the model
-mostly still classifies right, so the edit has nothing to learn and the test groups few errors
-to correct. Here a case is planned the way the paper's benchmark is:
+Class cases draw exemplars at random among kept counterfactuals, which the model mostly still
+classifies right, so the edit has nothing to learn and the test groups few errors to correct.
+Here a case is planned the way the paper's benchmark is:
 
-- **exemplars** (``n_train``, default 3) are counterfactuals the build classifier gets *wrong*
-  (``cf_pred`` differs from the reference: the label, or for an unlabelled image its clean
+- **exemplars** (`n_train`, default 3) are counterfactuals the build classifier gets *wrong*
+  (`cf_pred` differs from the reference: the label, or for an unlabelled image its clean
   prediction), in one style image of the texture, each from a different photo, all of one
   class where labels allow (the class with most such errors); where no class has enough
   photos, or the images carry no labels, they come from one source of the whole build
-  (``target_class = -1``, "any class");
+  (`target_class = -1`, "any class");
 - **test groups**: every other photo carrying the concept, except those drawn for validation,
-  in the four groups of :mod:`pipeline.cases` (target = the exemplars' classes);
-- ``validation_cf``: the counterfactuals of a share (``val_frac``) of the remaining photos, for
+  in the four groups of :data:`pipeline.cases.TEST_GROUPS` (target = the exemplars' classes);
+- `validation_cf`: the counterfactuals of a share (`val_frac`) of the remaining photos, for
   choosing hyper-parameters on *transformed* images (errors corrected);
-- ``validation`` / ``heldout`` clean images: validation = the clean images of the validation
+- `validation` / `heldout` clean images: validation = the clean images of the validation
   photos plus half of the images without the concept; heldout = the clean images of the test
   photos plus the other half, so the clean accuracy is reported on every image the selection
-  never saw (the test groups' clean images are never used for selection either).
+  never saw (the test groups' clean images are never used for selection either). The
+  validation grows to `min_validation` where the data allow (:func:`error_split_sizes`).
 
-(concept, texture) pairs are ranked by the errors the texture induces (``max_pairs`` keeps the
+(concept, texture) pairs are ranked by the errors the texture induces (`max_pairs` keeps the
 first ones). Everything is deterministic from the seed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.cases import (
-    EditCase,
-    _rng,
-    eligible_counterfactuals,
-    new_case,
-    write_cases,
-)
-from pipeline.store import BuildStore
-
-ANY_CLASS = -1  # target_class of a case whose exemplars may be of any class
+from pipeline.cases.eligible import case_rng, eligible_counterfactuals, only_pairs
+from pipeline.cases.plans import ErrorPlan
+from pipeline.cases.records import ANY_CLASS, EditCase, new_case
+from pipeline.cases.splits import error_split_sizes
 
 
 def induced_errors(rows: pd.DataFrame) -> pd.Series:
@@ -66,9 +60,9 @@ def _pick_exemplars(
 ) -> tuple[int, str, pd.DataFrame] | None:
     """(target, style, exemplar rows) among the wrong counterfactuals, or None.
 
-    ``n_train`` exemplars if some style image (``style``, if given) has that many wrong
-    photos, else (a small build, such as the offline demo's six photos) as many as the best
-    style image has, down to ``min_train`` (default ``n_train``: no fewer)."""
+    `n_train` exemplars if some style image (`style`, if given) has that many wrong photos,
+    else (a small build, such as the offline demo's six photos) as many as the best style image
+    has, down to `min_train` (default `n_train`: no fewer)."""
     if style is not None:
         rows = rows[rows["style_image"] == style]
     for n in range(n_train, min(n_train, max(1, min_train or n_train)) - 1, -1):
@@ -107,36 +101,41 @@ def make_error_case(
     image_ids: Sequence[str],
     concept: str,
     texture: str,
-    seed: int = 0,
-    n_train: int = 3,
-    val_frac: float = 0.3,
-    min_test: int = 1,
-    min_train: int | None = None,
+    plan: ErrorPlan | None = None,
     style: str | None = None,
 ) -> EditCase | None:
-    """The error case of one (concept, texture) from its eligible rows; None if impossible
-    (fewer than ``min_train`` wrong photos — default ``n_train`` — in every style image, or
-    fewer than ``min_test`` test counterfactuals in all). ``style``: exemplars in that style
-    image (default: the one with most wrong photos), drawn with a generator of their own."""
+    """The error case of one (concept, texture); None if impossible (fewer than `min_train`
+    wrong photos — default `n_train` — in every style image, or fewer than `min_test` test
+    counterfactuals in all).
+
+    Args:
+        rows: eligible counterfactuals of (concept, texture), with their `target`.
+        image_ids: every image of the build (the images without the concept are clean-only).
+        concept: the case's concept.
+        texture: the case's texture.
+        plan: the settings (default: `ErrorPlan()`).
+        style: exemplars in that style image (default: the one with most wrong photos), drawn
+            with a generator of their own.
+    """
+    plan = plan or ErrorPlan()
     rows = rows.assign(error=induced_errors(rows))
-    rng = _rng(seed, "errors", concept, texture, *([style] if style is not None else []))
-    found = _pick_exemplars(rows, n_train, rng, min_train, style)
+    rng = case_rng(plan.seed, "errors", concept, texture, *([style] if style is not None else []))
+    found = _pick_exemplars(rows, plan.n_train, rng, plan.min_train, style)
     if found is None:
         return None
     target, style, train_rows = found
     train_images = set(train_rows["image_id"])
     classes = set(train_rows["target"].astype(int))
     photos = sorted(set(rows["image_id"]) - train_images)
-    order = rng.permutation(len(photos))
-    n_val = round(val_frac * len(photos))
-    val_photos = {photos[i] for i in order[:n_val]}
-    test_photos = {photos[i] for i in order[n_val:]}
-    # images without the concept: half to each clean split
+    order = [photos[i] for i in rng.permutation(len(photos))]
+    # images without the concept: clean-only, shared between the two clean splits
     others = sorted(set(image_ids) - set(rows["image_id"]))
-    other_order = rng.permutation(len(others))
-    half = len(others) // 2
-    validation = sorted(val_photos | {others[i] for i in other_order[:half]})
-    heldout = sorted(test_photos | {others[i] for i in other_order[half:]})
+    other_order = [others[i] for i in rng.permutation(len(others))]
+    sizes = error_split_sizes(len(photos), len(others), plan.val_frac, plan.min_validation)
+    val_photos = set(order[: sizes.validation_photos])
+    test_photos = set(order[sizes.validation_photos :])
+    validation = sorted(val_photos | set(other_order[: sizes.validation_others]))
+    heldout = sorted(test_photos | set(other_order[sizes.validation_others :]))
 
     is_test = rows["image_id"].isin(test_photos)
     in_style = rows["style_image"] == style
@@ -148,20 +147,22 @@ def make_error_case(
         "other_heldout_style": is_test & ~is_target & ~in_style,
     }
     groups = {name: sorted(rows.loc[mask, "cf_id"]) for name, mask in masks.items()}
-    if sum(len(ids) for ids in groups.values()) < max(1, min_test):
+    if sum(len(ids) for ids in groups.values()) < max(1, plan.min_test):
         return None
     validation_cf = sorted(rows.loc[rows["image_id"].isin(val_photos), "cf_id"])
     train = sorted(train_rows["cf_id"])
     params = {
         "plan": "errors",
-        "n_train": n_train,
-        "val_frac": val_frac,
-        "min_test": min_test,
+        "n_train": plan.n_train,
+        "val_frac": plan.val_frac,
+        "min_test": plan.min_test,
         "label_free": not bool(rows["label"].notna().any()),
         "exemplar_classes": sorted(classes),
         "induced_errors": int(rows["error"].sum()),
+        "min_validation": plan.min_validation,
+        "n_validation": len(validation),
     }
-    if len(train) < n_train:  # fewer wrong photos than asked for (ids of full cases unchanged)
+    if len(train) < plan.n_train:  # fewer wrong photos than asked for (ids of full cases same)
         params["n_train_found"] = len(train)
     return new_case(
         concept,
@@ -172,72 +173,41 @@ def make_error_case(
         groups,
         validation,
         heldout,
-        seed,
+        plan.seed,
         params,
         validation_cf=validation_cf,
     )
 
 
 def plan_error_cases(
-    manifest: pd.DataFrame,
-    image_ids: Sequence[str],
-    seed: int = 0,
-    n_train: int = 3,
-    val_frac: float = 0.3,
-    min_test: int = 1,
-    max_pairs: int | None = None,
-    concepts: Sequence[str] | None = None,
-    textures: Sequence[str] | None = None,
-    min_train: int | None = None,
-    each_style: bool = False,
+    manifest: pd.DataFrame, image_ids: Sequence[str], plan: ErrorPlan | None = None
 ) -> list[EditCase]:
-    """One error case per (concept, texture), pairs ranked by induced errors (most first);
-    ``min_train``: accept as few exemplars when no style image has ``n_train`` wrong photos.
-    ``each_style``: one case per (concept, texture, style image) instead, each with its
-    exemplars in that style and the other style images held out (so a result does not hang
-    on which style image happened to induce most errors)."""
-    if n_train < 1 or not 0.0 <= val_frac < 1.0:
-        raise ValueError(f"need n_train >= 1 and 0 <= val_frac < 1; got {n_train}, {val_frac}")
+    """One error case per (concept, texture) — per (concept, texture, style image) with
+    `each_style`, each with its exemplars in that style and the other style images held out,
+    so a result does not hang on which style image happened to induce most errors — pairs
+    ranked by induced errors (most first).
+
+    Args:
+        manifest: the build's counterfactual manifest.
+        image_ids: every image of the build.
+        plan: the settings (default: `ErrorPlan()`).
+    """
+    plan = plan or ErrorPlan()
     if manifest.empty:
         return []
-    eligible = eligible_counterfactuals(manifest)
-    if concepts is not None:
-        eligible = eligible[eligible["concept"].isin(list(concepts))]
-    if textures is not None:
-        eligible = eligible[eligible["texture"].isin(list(textures))]
+    eligible = only_pairs(eligible_counterfactuals(manifest), plan.concepts, plan.textures)
     cases: list[EditCase] = []
     pairs = 0
     for concept, texture, _ in rank_pairs(eligible):
         rows = eligible[(eligible["concept"] == concept) & (eligible["texture"] == texture)]
-        styles = sorted(set(rows["style_image"].astype(str))) if each_style else [None]
+        styles = sorted(set(rows["style_image"].astype(str))) if plan.each_style else [None]
         found = 0
         for style in styles:
-            case = make_error_case(
-                rows,
-                image_ids,
-                concept,
-                texture,
-                seed,
-                n_train,
-                val_frac,
-                min_test,
-                min_train,
-                style,
-            )
+            case = make_error_case(rows, image_ids, concept, texture, plan, style)
             if case is not None:
                 cases.append(case)
                 found += 1
         pairs += found > 0
-        if max_pairs is not None and pairs >= max_pairs:
+        if plan.max_pairs is not None and pairs >= plan.max_pairs:
             break
     return cases
-
-
-def build_error_cases(build_dir: str | Path, seed: int = 0, **options: object) -> list[EditCase]:
-    """Plan the error cases of a build and write them to ``BUILD/cases/`` (replacing the set);
-    ``options`` as :func:`plan_error_cases`."""
-    store = BuildStore(build_dir)
-    manifest = store.frame("counterfactuals")
-    images = store.frame("images", columns=["image_id"])
-    cases = plan_error_cases(manifest, sorted(images["image_id"]), seed, **options)  # type: ignore[arg-type]
-    return write_cases(store.root, cases)
