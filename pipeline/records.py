@@ -132,7 +132,8 @@ class ConceptMask(Record):
 
 @dataclass(frozen=True)
 class StyleImage(Record):
-    """One style image of a texture, addressed as `texture/index`."""
+    """One style image of a texture, addressed as `texture/index`, with its own licence and
+    source and the side of the texture's style split it is on."""
 
     kind: ClassVar[str] = "styles"
 
@@ -141,8 +142,11 @@ class StyleImage(Record):
     index: int
     sha256: str
     path: str  # absolute path of the texture file
-    license: str
-    source: str
+    license: str  # of this file
+    source: str  # of this file
+    # "train" | "heldout": the texture's declared split (pipeline.stylize.library); "" in
+    # builds made before splits were declared
+    split: str = ""
 
 
 @dataclass(frozen=True)

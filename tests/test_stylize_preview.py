@@ -84,3 +84,23 @@ def test_side_by_side() -> None:
     assert np.abs(outside - (0.8 * original[50:]).astype(int)).max() <= 1  # dimmed
     with pytest.raises(ValueError):
         side_by_side(original, mask, counterfactual, captions=["only one"])
+
+
+def test_bundled_sheet_marks_held_out_styles() -> None:
+    """Each texture row shows every style, real and procedural; held-out ones are framed and
+    banded in orange (HELDOUT), training ones have a black band."""
+    from pipeline.stylize.preview import HELDOUT
+
+    library = load_texture_library()
+    thumb = 48
+    sheet = render_contact_sheet(library, thumb=thumb, sample=None, textures=["snow", "stone"])
+    columns = max(len(library.texture(n).styles) for n in ("snow", "stone"))
+    assert sheet.shape == (2 * thumb, (1 + columns) * thumb, 3)
+    for row, name in enumerate(("snow", "stone")):
+        for style in library.styles([name]):
+            left = (1 + style.index) * thumb
+            band = sheet[(row + 1) * thumb - 2, left + thumb // 2].astype(int)
+            expected = HELDOUT if style.split == "heldout" else (0, 0, 0)
+            assert np.abs(band - expected).max() < 40, style.style_id
+    kinds = {s.kind for s in library.texture("snow").styles}
+    assert kinds == {"photo", "procedural"}

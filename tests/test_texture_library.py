@@ -15,6 +15,7 @@ from pipeline.stylize.library import (
     ENV_VAR,
     TextureLibraryError,
     default_root,
+    default_splits,
     load_style,
     load_texture_library,
 )
@@ -60,21 +61,92 @@ def test_shipped_library_is_complete_and_licensed() -> None:
     assert set(REQUIRED) <= set(library.names())
     styles = library.styles()
     total = 0
-    for name in REQUIRED:
-        assert len([s for s in styles if s.texture == name]) >= 3
     for style in styles:
         path = Path(style.path)
-        assert path.is_absolute() and path.suffix == ".png"
+        assert path.is_absolute() and path.suffix in {".png", ".jpg"}
         assert style.style_id == f"{style.texture}/{style.index}"
-        assert style.license == "CC0-1.0" and style.source.strip()
+        # every file has its own licence and source, not only its texture
+        assert style.license == "CC0-1.0" and len(style.source.strip()) > 30
         assert style.sha256 == sha256_file(path)
         assert path.stat().st_size < 500_000
         total += path.stat().st_size
         image = load_style(style)
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         assert min(image.shape[:2]) >= 256 and max(image.shape[:2]) <= 512
-    assert total < 8_000_000
-    assert "data.brick()" in library.texture("brick").source
+    assert total < 9_500_000
+    assert len({s.path for s in styles}) == len(styles)  # no file is two styles
+    assert "data.brick()" in library.texture("brick").styles[0].source
+
+
+def test_shipped_library_has_real_and_procedural_styles() -> None:
+    library = load_texture_library()
+    for name in ("snow", "wood", "gravel", "grass"):
+        kinds = [style.kind for style in library.texture(name).styles]
+        assert kinds.count("procedural") >= 8 and kinds.count("photo") >= 2, name
+    for name, photos in (("stone", 9), ("sand", 3), ("rust", 4)):
+        assert [s.kind for s in library.texture(name).styles] == ["photo"] * photos
+    photos = [s for n in library.names() for s in library.texture(n).styles if s.kind == "photo"]
+    assert len(photos) == 29  # every photo of the CC0 collection
+    for photo in photos:
+        assert (
+            "github.com/" in photo.source and "CC0" in photo.source and photo.path.suffix == ".jpg"
+        )
+
+
+def test_existing_style_ids_keep_their_files() -> None:
+    """Builds made before the library grew refer to these ids; they must mean the same files."""
+    library = load_texture_library()
+    for name in ("snow", "wood", "brick", "grass", "gravel", "stripes", "fur", "leaves", "paint"):
+        first = library.styles([name])[:3]
+        assert [Path(s.path).name for s in first] == ["0.png", "1.png", "2.png"]
+        assert [s.split for s in first] == ["train", "heldout", "train"]
+
+
+def test_shipped_splits_are_declared_disjoint_and_deterministic() -> None:
+    manifest = yaml.safe_load((default_root() / "manifest.yaml").read_text())
+    library = load_texture_library()
+    for name in library.names():
+        declared = manifest["textures"][name]["styles"]
+        assert all(entry["split"] in ("train", "heldout") for entry in declared), name
+        texture = library.texture(name)
+        train, heldout = texture.split("train"), texture.split("heldout")
+        assert not set(train) & set(heldout)
+        assert sorted(train + heldout) == list(range(len(texture.styles)))
+        # the declared split is the default rule: a third of each kind held out, from its 2nd
+        assert [s.split for s in texture.styles] == default_splits([s.kind for s in texture.styles])
+        for kind in ("photo", "procedural"):
+            sides = {s.split for s in texture.styles if s.kind == kind}
+            if sum(s.kind == kind for s in texture.styles) >= 2:
+                assert sides == {"train", "heldout"}, (name, kind)
+        assert len(heldout) == sum(n // 3 + (n % 3 >= 2) for n in _kind_counts(texture))
+    again = load_texture_library()
+    assert [s.to_row() for s in again.styles()] == [s.to_row() for s in library.styles()]
+
+
+def _kind_counts(texture) -> list[int]:
+    kinds = [s.kind for s in texture.styles]
+    return [kinds.count(kind) for kind in dict.fromkeys(kinds)]
+
+
+def test_default_splits_hold_out_a_third_of_each_kind() -> None:
+    kinds = ["procedural"] * 8 + ["photo"] * 2
+    splits = default_splits(kinds)
+    held = [i for i, split in enumerate(splits) if split == "heldout"]
+    assert held == [1, 4, 7, 9]
+    assert default_splits(["procedural"]) == ["train"]
+    assert default_splits([*kinds, "photo"]) == [*splits, "train"]  # appending moves nothing
+    assert default_splits(kinds) == splits
+
+
+def test_styles_of_one_split_keep_their_ids() -> None:
+    library = load_texture_library()
+    heldout = library.styles(["snow"], split="heldout")
+    train = library.styles(["snow"], split="train")
+    assert {s.split for s in heldout} == {"heldout"} and {s.split for s in train} == {"train"}
+    assert sorted(s.index for s in heldout + train) == list(range(len(library.styles(["snow"]))))
+    assert "snow/1" in {s.style_id for s in heldout} and "snow/0" in {s.style_id for s in train}
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        library.styles(["snow"], split="test")
 
 
 def test_default_root_is_the_repo_textures_folder(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,3 +314,68 @@ def test_style_records_round_trip_and_pin_the_file(small_library: Path) -> None:
     Path(style.path).unlink()
     with pytest.raises(FileNotFoundError, match="style dots/0"):
         load_style(style)
+
+
+# --- per-file entries ------------------------------------------------------------------------
+
+
+def test_style_entries_carry_their_own_source_licence_and_split(tmp_path: Path) -> None:
+    for index in range(3):
+        write_png(tmp_path / "lib" / "m" / f"{index}.png", pixels(index))
+    styles = [
+        {"file": "m/0.png", "kind": "photo", "source": "my camera", "license": "CC-BY-4.0"},
+        {"file": "m/1.png", "kind": "procedural", "split": "heldout"},
+        {"file": "m/2.png", "kind": "photo", "split": "heldout", "license": "CC0-1.0"},
+    ]
+    entry = {"styles": styles, "source": "drawn by me", "license": "CC0-1.0"}
+    library = load_texture_library(make_library(tmp_path / "lib", {"m": entry}))
+    records = library.styles(["m"])
+    assert [(s.license, s.source, s.split) for s in records] == [
+        ("CC-BY-4.0", "my camera", "train"),
+        ("CC0-1.0", "drawn by me", "heldout"),  # the texture's licence and source
+        ("CC0-1.0", "drawn by me", "heldout"),
+    ]
+    assert library.texture("m").license == "CC-BY-4.0, CC0-1.0"
+
+
+def test_a_style_file_without_licence_or_source_is_named(tmp_path: Path) -> None:
+    write_png(tmp_path / "lib" / "m" / "0.png", pixels(0))
+    write_png(tmp_path / "lib" / "m" / "1.png", pixels(1))
+    styles = [
+        {"file": "m/0.png", "source": "mine", "license": "CC0-1.0"},
+        {"file": "m/1.png", "source": "  "},
+    ]
+    root = make_library(tmp_path / "lib", {"m": {"styles": styles}})
+    with pytest.raises(TextureLibraryError) as error:
+        load_texture_library(root)
+    message = str(error.value)
+    assert "texture 'm': style 'm/1.png': missing or empty 'license'" in message
+    assert "texture 'm': style 'm/1.png': missing or empty 'source'" in message
+    assert "m/0.png" not in message
+
+
+@pytest.mark.parametrize(
+    ("styles", "problem"),
+    [
+        ([{"file": "m/0.png", "split": "test"}], "split 'test' is not one of"),
+        ([{"file": "m/0.png", "kind": "drawing"}], "kind 'drawing' is not one of"),
+        ([{"file": "m/0.png", "split": "heldout"}], "no style has split 'train'"),
+        ([{"file": "m/0.png", "licence": "x"}], "unknown keys ['licence']"),
+        (["m/0.png"], "needs a 'file'"),
+    ],
+)
+def test_bad_style_entries_are_explained(tmp_path: Path, styles: list, problem: str) -> None:
+    write_png(tmp_path / "lib" / "m" / "0.png", pixels(0))
+    entry = {"styles": styles, "source": "s", "license": "l"}
+    root = make_library(tmp_path / "lib", {"m": entry})
+    with pytest.raises(TextureLibraryError, match="texture 'm'") as error:
+        load_texture_library(root)
+    assert problem in str(error.value)
+
+
+def test_style_records_from_older_builds_have_no_split(small_library: Path) -> None:
+    style = load_texture_library(small_library).styles(["dots"])[1]
+    assert style.split == "heldout"  # the default rule: the second style is held out
+    row = style.to_row()
+    del row["split"]
+    assert StyleImage.from_row(row).split == ""

@@ -11,6 +11,7 @@ identical pixels and the manifest that `pipeline.stylize.library` reads.
 from __future__ import annotations
 
 import argparse
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,73 +22,26 @@ import yaml
 from scipy import ndimage
 from skimage import data as skdata
 
-SIZE = 512
+if __package__ in (None, ""):  # run as `python tools/make_textures.py`: import from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.stylize.library import default_splits
+from tools import texture_ground, texture_photos, texture_snow_wood
+from tools.texture_blocks import (
+    SIZE,
+    Colour,
+    Palette,
+    blobs,
+    colourise,
+    fbm,
+    grid,
+    normalise,
+    shade,
+    stretched_noise,
+)
+
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "textures"  # the repository's library
 CC0 = "CC0-1.0"
-
-Colour = tuple[int, int, int]
-Palette = Sequence[tuple[float, Colour]]
-
-
-# --- building blocks -------------------------------------------------------------------------
-
-
-def normalise(values: np.ndarray, low: float = 0.0, high: float = 100.0) -> np.ndarray:
-    """Rescale to [0, 1] between the given percentiles (robust to a few extreme pixels)."""
-    lo, hi = np.percentile(values, [low, high])
-    return np.clip((values - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-
-
-def fbm(rng: np.random.Generator, size: int, sigma: float, octaves: int, gain: float) -> np.ndarray:
-    """Tileable fractal noise in [0, 1]: blurred white noise summed over halving scales.
-
-    `mode="wrap"` makes every procedural texture seamless, which hides the stylizer's tile seams.
-    """
-    total = np.zeros((size, size))
-    amplitude = 1.0
-    for octave in range(octaves):
-        layer = ndimage.gaussian_filter(
-            rng.standard_normal((size, size)), sigma / 2**octave, mode="wrap"
-        )
-        total += amplitude * layer / max(layer.std(), 1e-9)
-        amplitude *= gain
-    return normalise(total)
-
-
-def stretched_noise(rng: np.random.Generator, size: int, sigma: tuple[float, float]) -> np.ndarray:
-    """Anisotropic tileable noise (sigma per axis, y then x), standardised: wood fibres."""
-    layer = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
-    return (layer - layer.mean()) / max(layer.std(), 1e-9)
-
-
-def colourise(values: np.ndarray, palette: Palette) -> np.ndarray:
-    """Map values in [0, 1] to uint8 RGB by piecewise-linear interpolation between colour stops."""
-    positions = [p for p, _ in palette]
-    channels = [np.interp(values, positions, [c[i] for _, c in palette]) for i in range(3)]
-    return np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
-
-
-def blobs(rng: np.random.Generator, size: int, count: int, sigma: float) -> np.ndarray:
-    """`count` soft round spots of peak ~1 at random places (tileable): snow flakes."""
-    canvas = np.zeros((size, size))
-    ys, xs = rng.integers(0, size, count), rng.integers(0, size, count)
-    np.add.at(canvas, (ys, xs), rng.uniform(0.6, 1.0, count))
-    return ndimage.gaussian_filter(canvas, sigma, mode="wrap") * (2 * np.pi * sigma**2)
-
-
-def shade(height: np.ndarray, strength: float) -> np.ndarray:
-    """Lambert shading in [0, 1] of a height field lit from the top left."""
-    gy, gx = np.gradient(height * strength)
-    normal = np.stack([-gx, -gy, np.ones_like(height)])
-    normal /= np.linalg.norm(normal, axis=0)
-    light = np.array([-0.5, -0.6, 0.62])
-    return np.clip(np.tensordot(light / np.linalg.norm(light), normal, axes=1), 0.0, 1.0)
-
-
-def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (y, x) as float arrays."""
-    return np.mgrid[0:size, 0:size].astype(np.float64)
-
 
 # --- procedural textures ---------------------------------------------------------------------
 
@@ -684,29 +638,48 @@ def tinted_crops(name: str) -> list[np.ndarray]:
     return images
 
 
-def skimage_source(name: str) -> str:
+def skimage_source(name: str, index: int) -> str:
     tint, _ = TINTS[name]
     out = SIDES[name]
-    parts = "; ".join(f"{i}: {what}" for i, (what, _) in enumerate(CROPS))
+    what, _ = CROPS[index]
     return (
-        f"scikit-image data.{name}() (CC0), grayscale 512x512; {parts}; each resized to "
-        f"{out}x{out} where needed (bicubic up, area down), contrast-stretched "
-        f"between its 1st and 99th percentile and coloured with a {tint} 3-stop palette "
-        f"(a different palette per image) by python tools/make_textures.py"
+        f"scikit-image data.{name}() (CC0), grayscale 512x512, {what}; resized to {out}x{out} "
+        f"where needed (bicubic up, area down), contrast-stretched between its 1st and 99th "
+        f"percentile and coloured with a {tint} 3-stop palette (palette {index}) by "
+        "python tools/make_textures.py"
     )
 
 
 # --- library ---------------------------------------------------------------------------------
 
-PROCEDURAL: dict[str, list[Callable[[np.random.Generator], np.ndarray]]] = {
-    "snow": [snow_noise, snow_flakes, snow_drifts],
-    "wood": [wood_rings, wood_grain, wood_planks],
+Maker = Callable[[np.random.Generator], np.ndarray]
+PROCEDURAL: dict[str, list[Maker]] = {
+    "snow": [snow_noise, snow_flakes, snow_drifts, *texture_snow_wood.SNOW],
+    "wood": [wood_rings, wood_grain, wood_planks, *texture_snow_wood.WOOD],
     "stripes": [stripes_zebra, stripes_candy, stripes_pinstripe],
     "fur": [fur_short, fur_long, fur_leopard],
     "leaves": [leaves_maple, leaves_small, leaves_oak],
     "paint": [paint_blobs, paint_strokes, paint_layers],
 }
 SKIMAGE = ("brick", "grass", "gravel")
+#: procedural styles drawn after the scikit-image crops (indices 3...)
+MORE: dict[str, list[Maker]] = {
+    "grass": texture_ground.GRASS,
+    "gravel": texture_ground.GRAVEL,
+}
+#: the first three styles of a texture keep their original PNG files (their ids and hashes are
+#: what earlier builds recorded); later ones are JPEG at this side, to keep the library small
+FIRST = 3
+LATER_SIDE = 320
+DESCRIPTIONS = {
+    "snow": "snow surfaces: fresh, trodden, tyre-tracked, slushy, sun-lit, shaded, drifts",
+    "wood": "wood: boards, grain, knots, end grain, bark, weathered and dark wood",
+    "grass": "grass: lawns, meadow, dry grass, clover, moss",
+    "gravel": "gravel: pebbles, fine, crushed, lava and wet gravel, pebbly soil",
+    "stone": "stone: rock faces, cliffs, cobblestones, onyx",
+    "sand": "sand: beach sand, desert sand, sandy gravel",
+    "rust": "rusty and worn metal",
+}
 
 
 def texture_rng(seed: int, name: str, index: int) -> np.random.Generator:
@@ -714,20 +687,43 @@ def texture_rng(seed: int, name: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), index])
 
 
-def build(seed: int = 0) -> dict[str, tuple[list[np.ndarray], str]]:
-    """All textures as {name: (images, source description)}."""
-    textures: dict[str, tuple[list[np.ndarray], str]] = {}
+def procedural_source(make: Maker, name: str, index: int, seed: int, side: int) -> str:
+    what = (make.__doc__ or "").strip().splitlines()[0]
+    return (
+        f"procedural: python tools/make_textures.py, {make.__name__} (seed {seed}, {name} "
+        f"{index}); {what} Drawn at {SIZE}x{SIZE}"
+        + (f", area-downsampled to {side}x{side}" if side != SIZE else "")
+    )
+
+
+def build(seed: int = 0) -> dict[str, list[tuple[np.ndarray, dict[str, str]]]]:
+    """Every generated style image as {texture: [(pixels, manifest entry without file)]}."""
+    textures: dict[str, list[tuple[np.ndarray, dict[str, str]]]] = {}
     for name, makers in PROCEDURAL.items():
-        images = [make(texture_rng(seed, name, i)) for i, make in enumerate(makers)]
-        parts = "; ".join(f"{i}: {(make.__doc__ or '').strip()}" for i, make in enumerate(makers))
-        source = f"procedural: python tools/make_textures.py (seed {seed}); {parts}"
         side = SIDES.get(name, SIZE)
-        if side != SIZE:
-            images = [cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in images]
-            source += f"; each drawn at {SIZE}x{SIZE} and area-downsampled to {side}x{side}"
-        textures[name] = (images, source)
+        textures[name] = []
+        for index, make in enumerate(makers):
+            image = make(texture_rng(seed, name, index))
+            out = side if index < FIRST else LATER_SIDE
+            if out != SIZE:
+                image = cv2.resize(image, (out, out), interpolation=cv2.INTER_AREA)
+            source = procedural_source(make, name, index, seed, out)
+            textures[name].append((image, {"kind": "procedural", "source": source}))
     for name in SKIMAGE:
-        textures[name] = (tinted_crops(name), skimage_source(name))
+        crops = tinted_crops(name)
+        entries = [
+            (image, {"kind": "procedural", "source": skimage_source(name, i)})
+            for i, image in enumerate(crops)
+        ]
+        for index, make in enumerate(MORE.get(name, []), start=len(crops)):
+            image = cv2.resize(
+                make(texture_rng(seed, name, index)),
+                (LATER_SIDE, LATER_SIDE),
+                interpolation=cv2.INTER_AREA,
+            )
+            source = procedural_source(make, name, index, seed, LATER_SIDE)
+            entries.append((image, {"kind": "procedural", "source": source}))
+        textures[name] = entries
     return textures
 
 
@@ -739,35 +735,100 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def write_library(out: Path, seed: int = 0) -> Path:
-    """Write textures/<name>/<index>.png and textures/manifest.yaml under `out`."""
-    manifest: dict[str, dict[str, object]] = {}
-    for name, (images, source) in build(seed).items():
-        files = []
-        for index, image in enumerate(images):
-            relative = f"{name}/{index}.png"
-            write_png(out / relative, image)
-            files.append(relative)
-        manifest[name] = {"files": files, "source": source, "license": CC0}
+def write_library(out: Path, seed: int = 0, photos: Path | None = None) -> Path:
+    """Write the generated styles and the photos under `out`, and `out/manifest.yaml`.
+
+    `photos`: the CC0 photo collection to import (`tools/texture_photos.py`); None keeps the
+    photos `out/manifest.yaml` already lists. Splits follow `default_splits`, written out so
+    the manifest names every texture's training and held-out styles.
+    """
     path = out / "manifest.yaml"
+    previous = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    if photos is not None:
+        photo_entries = texture_photos.import_photos(photos, out)
+    else:
+        photo_entries = texture_photos.listed_photos(previous or {})
+    styles: dict[str, list[dict[str, str]]] = {}
+    for name, images in build(seed).items():
+        styles[name] = []
+        for index, (image, entry) in enumerate(images):
+            if index < FIRST:
+                relative = f"{name}/{index}.png"
+                write_png(out / relative, image)
+            else:
+                relative = f"{name}/{index}.jpg"
+                (out / relative).write_bytes(texture_photos.encode_jpeg(image, 88))
+            styles[name].append({"file": relative, **entry, "license": CC0})
+    for name, entries in photo_entries.items():
+        styles.setdefault(name, []).extend(entries)
+    manifest: dict[str, dict[str, object]] = {}
+    for name, entries in styles.items():
+        splits = default_splits([entry["kind"] for entry in entries])
+        listed = [
+            {
+                "file": e["file"],
+                "kind": e["kind"],
+                "split": split,
+                "source": e["source"],
+                "license": e["license"],
+            }
+            for e, split in zip(entries, splits, strict=True)
+        ]
+        manifest[name] = {
+            **({"description": DESCRIPTIONS[name]} if name in DESCRIPTIONS else {}),
+            "styles": listed,
+        }
     header = (
         "# Texture library read by pipeline.stylize.library. Generated by\n"
-        "# `python tools/make_textures.py`; a texture may also name a `folder:` of\n"
-        "# images instead of `files:` (all images in it, sorted by name).\n"
+        "# `python tools/make_textures.py [--photos DIR]`: one entry per style image with its\n"
+        "# own source and licence, its kind (procedural | photo) and its split (train |\n"
+        "# heldout). A texture may instead name `files:` or a `folder:` of images with one\n"
+        "# source and licence for all (splits then follow the default rule).\n"
     )
     body = yaml.safe_dump({"textures": manifest}, sort_keys=False, width=100)
     path.write_text(header + body)
     return path
 
 
+def write_sheets(library_root: Path, folder: Path, thumb: int = 80) -> list[Path]:
+    """One contact sheet per texture (styles, and the astronaut re-rendered in each) as a
+    256-colour PNG in `folder`, for the documentation."""
+    from PIL import Image
+
+    from pipeline.stylize.library import load_texture_library
+    from pipeline.stylize.preview import render_contact_sheet
+
+    library = load_texture_library(library_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in library.names():
+        sheet = render_contact_sheet(library, thumb=thumb, textures=[name])
+        path = folder / f"{name}.png"
+        Image.fromarray(sheet).quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
+        written.append(path)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="library folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the procedural textures")
+    parser.add_argument(
+        "--photos",
+        type=Path,
+        default=texture_photos.DEFAULT_PHOTOS if texture_photos.DEFAULT_PHOTOS.is_dir() else None,
+        help="CC0 photo folder with SOURCES.tsv to import (default: ../shared/textures-cc0 if "
+        "present; else the photos already listed are kept)",
+    )
+    parser.add_argument(
+        "--sheets", type=Path, default=None, help="also write a contact sheet per texture here"
+    )
     args = parser.parse_args(argv)
-    manifest = write_library(args.out, args.seed)
-    total = sum(p.stat().st_size for p in args.out.rglob("*.png"))
-    print(f"wrote {manifest} ({total / 1e6:.2f} MB of PNG)")
+    manifest = write_library(args.out, args.seed, args.photos)
+    if args.sheets is not None:
+        print(f"wrote {len(write_sheets(args.out, args.sheets))} contact sheets to {args.sheets}")
+    total = sum(p.stat().st_size for p in args.out.rglob("*") if p.suffix in {".png", ".jpg"})
+    print(f"wrote {manifest} ({total / 1e6:.2f} MB of images)")
 
 
 if __name__ == "__main__":

@@ -215,8 +215,12 @@ def render_card(
     kept = sum(bool(r.kept) for r in rows)
     labelled = sum(i.label is not None for i in images)
     segmenters = sorted({m.segmenter_id for m in view.masks.values()})
-    styles = resolved.get("styles") or [
-        {"style_id": k, "license": v.license, "source": v.source}
+    recorded = {k: v.split for k, v in view.styles.items()}  # the split, for older build.yaml
+    styles = [
+        {"split": recorded.get(str(style.get("style_id")), ""), **style}
+        for style in resolved.get("styles") or []
+    ] or [
+        {"style_id": k, "license": v.license, "source": v.source, "split": v.split}
         for k, v in sorted(view.styles.items())
     ]
     textures: dict[str, list[dict[str, Any]]] = {}
@@ -284,18 +288,19 @@ def render_card(
                 ["stylizer", f"`{resolved.get('stylizer', '')}`"],
             ],
         )
-        + "\n\nTextures and their licenses (style images with their sha256 are in `build.yaml` "
-        "below):\n\n"
+        + "\n\nStyle images, each with its own license and source (their sha256 are in "
+        "`build.yaml` below; split: the texture's declared training or held-out styles):\n\n"
         + _table(
-            ["texture", "style images", "license", "source"],
+            ["style image", "split", "license", "source"],
             [
                 [
-                    name,
-                    ", ".join(str(s.get("style_id")) for s in group),
-                    ", ".join(sorted({str(s.get("license")) for s in group})),
-                    group[0].get("source", ""),
+                    str(s.get("style_id")),
+                    str(s.get("split") or ""),
+                    str(s.get("license")),
+                    str(s.get("source", "")),
                 ]
                 for name, group in sorted(textures.items())
+                for s in group
             ],
         )
         + "\n\nThe resolved build configuration (`build.yaml`: versions, model ids and weight "

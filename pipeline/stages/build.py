@@ -72,6 +72,7 @@ def resolved(backends: Backends, packages: Sequence[str] = ()) -> dict[str, Any]
                     "sha256": s.sha256,
                     "license": s.license,
                     "source": s.source,
+                    "split": s.split,
                 }
                 for s in backends.styles
             ],

@@ -73,7 +73,9 @@ def build_signature(
     source = source_signature(config.source)
     if source is None:
         return None
-    style_files = [(s.style_id, s.sha256, s.path, _file_stat(Path(s.path))) for s in styles]
+    style_files = [
+        (s.style_id, s.sha256, s.split, s.path, _file_stat(Path(s.path))) for s in styles
+    ]
     return stable_key(
         config.model_dump(mode="json"),
         list(code_versions),

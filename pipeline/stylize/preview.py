@@ -2,9 +2,11 @@
 
 `contact_sheet` is the PNG that `conceptswap textures --preview PATH` writes (it returns the
 bytes; the command writes the file): one row per texture with its style images, the first cell
-holding the texture's name, licence, image count and source, and (optionally) a second row per
-texture with a sample photo re-rendered in each style image by the `texture` stylizer, so a user
-sees what a texture does before building with it. The sheet is an exact grid:
+holding the texture's name, licence, counts (procedural / photo, held out) and source, and
+(optionally) a second row per texture with a sample photo re-rendered in each style image by
+the `texture` stylizer, so a user sees what a texture does before building with it. Each style
+is captioned `texture/index` and its kind (`proc` or `photo`); held-out styles have an orange
+caption band and frame, training styles a dark one. The sheet is an exact grid:
 `(1 + columns) * thumb` wide and `rows * thumb` high, where columns is the largest number of
 style images of a texture and rows is the number of textures, doubled with samples.
 
@@ -14,6 +16,7 @@ style images of a texture and rows is the number of textures, doubled with sampl
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -24,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.imageio import encode_png
 from pipeline.stylize.base import Stylizer
 from pipeline.stylize.colour import to_rgb_uint8
-from pipeline.stylize.library import TextureLibrary, load_style
+from pipeline.stylize.library import Texture, TextureLibrary, load_style
 
 SAMPLES = ("astronaut", "coffee")
 BACKGROUND = (245, 245, 245)
@@ -33,6 +36,9 @@ TEXT = (20, 20, 20)
 MUTED = (90, 90, 90)
 MASK_TINT = np.array([255, 40, 40], np.float32)
 MASK_EDGE = (255, 220, 0)
+HELDOUT = (230, 120, 0)  # caption band and frame of a held-out style
+TRAIN = (0, 0, 0)
+KIND_LABELS = {"photo": "photo", "procedural": "proc"}
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -88,16 +94,43 @@ def _label_cell(lines: Sequence[tuple[str, Font, tuple[int, int, int]]], thumb: 
     return cell
 
 
-def _caption(cell: np.ndarray, text: str, size: int) -> np.ndarray:
-    """`text` on a dark band along the bottom of a thumbnail."""
+def _caption(
+    cell: np.ndarray, text: str, size: int, band_colour: tuple[int, int, int] = TRAIN
+) -> np.ndarray:
+    """`text` on a band (dark by default) along the bottom of a thumbnail."""
     image = Image.fromarray(cell)
     draw = ImageDraw.Draw(image)
     font = _font(size)
     band = int(size * 1.5)
-    draw.rectangle((0, cell.shape[0] - band, cell.shape[1], cell.shape[0]), fill=(0, 0, 0))
+    draw.rectangle((0, cell.shape[0] - band, cell.shape[1], cell.shape[0]), fill=band_colour)
     text = _fit(draw, text, font, cell.shape[1] - 4)
     draw.text((2, cell.shape[0] - band + (band - size) // 2), text, font=font, fill=(255, 255, 255))
     return np.asarray(image)
+
+
+def _frame(cell: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """A copy of `cell` with a border of `colour`, 1/32 of its side wide (at least 2 px)."""
+    out = cell.copy()
+    width = max(2, cell.shape[0] // 32)
+    out[:width], out[-width:], out[:, :width], out[:, -width:] = colour, colour, colour, colour
+    return out
+
+
+def _style_cell(cell: np.ndarray, text: str, split: str, size: int) -> np.ndarray:
+    """A style's thumbnail, captioned; framed and banded in orange when it is held out."""
+    if split == "heldout":
+        return _caption(_frame(cell, HELDOUT), text, size, HELDOUT)
+    return _caption(cell, text, size)
+
+
+def _summary(texture: Texture, shown: int) -> list[str]:
+    """Label-cell lines: counts by kind and split (e.g. '8 proc + 2 photo, 3 held out')."""
+    kinds = Counter(KIND_LABELS.get(style.kind, "other") for style in texture.styles)
+    parts = " + ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    count = len(texture.styles)
+    lines = [f"{shown} of {count}: {parts}" if shown < count else parts]
+    lines.append(f"{len(texture.split('heldout'))} held out (orange)")
+    return lines
 
 
 def render_contact_sheet(
@@ -145,22 +178,22 @@ def render_contact_sheet(
         styles = styles_by_texture[name]
         texture = library.texture(name)
         top = number * rows_per_texture * thumb
-        count = len(texture.files)
-        shown = f"{len(styles)} of {count} images" if len(styles) < count else f"{count} images"
         lines = [(name, title, TEXT), (f"license: {texture.license}", small, TEXT)]
-        lines.append((shown, small, MUTED))
+        lines += [(line, small, MUTED) for line in _summary(texture, len(styles))]
         lines += [(part, small, MUTED) for part in textwrap.wrap(texture.source, wrap)]
         sheet[top : top + thumb, :thumb] = np.asarray(_label_cell(lines, thumb))
         pixels = [load_style(style) for style in styles]
         for column, (style, image) in enumerate(zip(styles, pixels, strict=True), start=1):
-            cell = _caption(square_thumb(image, thumb), style.style_id, caption_size)
+            kind = KIND_LABELS.get(texture.styles[style.index].kind, "")
+            text = f"{style.style_id} {kind}".strip()
+            cell = _style_cell(square_thumb(image, thumb), text, style.split, caption_size)
             sheet[top : top + thumb, column * thumb : (column + 1) * thumb] = cell
         if photo is not None and stylizer is not None:
             row = top + thumb
             sheet[row : row + thumb, :thumb] = _caption(photo, "sample photo", caption_size)
-            for column, image in enumerate(pixels, start=1):
+            for column, (style, image) in enumerate(zip(styles, pixels, strict=True), start=1):
                 out = stylizer.stylize([photo], image, seed=seed)[0]
-                cell = _caption(out, f"sample in {name}/{column - 1}", caption_size)
+                cell = _style_cell(out, f"sample in {style.style_id}", style.split, caption_size)
                 sheet[row : row + thumb, column * thumb : (column + 1) * thumb] = cell
 
     canvas = Image.fromarray(sheet)

@@ -36,6 +36,7 @@ from pipeline.stylize.colour import (
     to_rgb_uint8,
 )
 from pipeline.stylize.tiling import (
+    MIN_STYLE_SIDE,
     resize_short_side,
     style_short_side,
     synthesize_canvas,
@@ -62,6 +63,14 @@ class TextureStylizer:
             textures with a handedness, e.g. text).
         min_shading_std: floor on the std of the photo's shading term, as a fraction of the
             luminance range (Lab: 0.1 = 10 L units). Only raises contrast for flat textures.
+        units_per_height: when set, the texture's size follows the concept, not the image: the
+            style image's short side spans `height / units_per_height` pixels, where height is
+            the concept's (mask bounding-box) height passed as `heights=` to `stylize`, or the
+            image's. A photo of a surface then keeps a physical-looking grain on a small
+            concept. None: `scale` decides, relative to the image.
+        candidates: patches per grid cell to choose from, the one that best matches its left
+            and upper neighbours in the overlap (1: random patches, as before). 4-8 keeps the
+            structure of photographed surfaces continuous across tile seams.
 
     Output depends only on (image, style, seed): each image's random draws are seeded by
     (seed, height, width), not by its position in the batch, so batching never changes results.
@@ -77,6 +86,8 @@ class TextureStylizer:
         shading_blur: float = 0.015,
         flips: bool = True,
         min_shading_std: float = 0.1,
+        units_per_height: float | None = None,
+        candidates: int = 1,
     ) -> None:
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
@@ -96,6 +107,10 @@ class TextureStylizer:
             raise ValueError(f"shading_blur must be >= 0, got {shading_blur}")
         if min_shading_std < 0:
             raise ValueError(f"min_shading_std must be >= 0, got {min_shading_std}")
+        if units_per_height is not None and not units_per_height > 0:
+            raise ValueError(f"units_per_height must be > 0, got {units_per_height}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
         self.scale = float(scale)
         self.shading = float(shading)
         self.colour_space = colour_space
@@ -104,27 +119,47 @@ class TextureStylizer:
         self.shading_blur = float(shading_blur)
         self.flips = bool(flips)
         self.min_shading_std = float(min_shading_std)
+        self.units_per_height = None if units_per_height is None else float(units_per_height)
+        self.candidates = int(candidates)
         self.id = (
             f"texture@{VERSION}(scale={self.scale!r},shading={self.shading!r},"
             f"colour_space={self.colour_space},tile={self.tile!r},overlap={self.overlap!r},"
             f"shading_blur={self.shading_blur!r},flips={self.flips},"
-            f"min_shading_std={self.min_shading_std!r})"
+            f"min_shading_std={self.min_shading_std!r}"
+            + (
+                f",units_per_height={self.units_per_height!r}"
+                if self.units_per_height is not None
+                else ""
+            )
+            + (f",candidates={self.candidates}" if self.candidates != 1 else "")
+            + ")"
         )
 
     def __repr__(self) -> str:
         return f"TextureStylizer({self.id})"
 
     def stylize(
-        self, images: Sequence[np.ndarray], style: np.ndarray, seed: int = 0
+        self,
+        images: Sequence[np.ndarray],
+        style: np.ndarray,
+        seed: int = 0,
+        heights: Sequence[int] | None = None,
     ) -> list[np.ndarray]:
-        """Re-render each image in `style`; returns uint8 RGB images of the input sizes."""
+        """Re-render each image in `style`; returns uint8 RGB images of the input sizes.
+
+        `heights`: per image, the height in pixels of the concept the texture is for (used with
+        `units_per_height`; default the image's height).
+        """
+        if heights is not None and len(heights) != len(images):
+            raise ValueError(f"{len(heights)} heights for {len(images)} images")
         style_rgb = to_rgb_uint8(style)
         style_mean, style_std = channel_stats(rgb_to_space(style_rgb, self.colour_space))
         resized: dict[int, np.ndarray] = {}  # style resampled per target size, shared in a batch
         jobs = []
-        for image in images:
+        for number, image in enumerate(images):
             rgb = to_rgb_uint8(image)
-            short = style_short_side(rgb.shape[0], rgb.shape[1], self.scale)
+            height = rgb.shape[0] if heights is None else int(heights[number])
+            short = self._style_short(rgb.shape[0], rgb.shape[1], height)
             if short not in resized:
                 small = resize_short_side(style_rgb, short)
                 resized[short] = rgb_to_space(small, self.colour_space)
@@ -135,6 +170,12 @@ class TextureStylizer:
         # random generator, so the outputs do not depend on the order or the thread
         with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
             return list(pool.map(lambda job: self._render(*job, style_mean, style_std, seed), jobs))
+
+    def _style_short(self, height: int, width: int, concept_height: int) -> int:
+        """Short side, in pixels, of the style image resampled for this image (and concept)."""
+        if self.units_per_height is None:
+            return style_short_side(height, width, self.scale)
+        return max(MIN_STYLE_SIDE, round(max(1, concept_height) / self.units_per_height))
 
     def _render(
         self,
@@ -147,7 +188,9 @@ class TextureStylizer:
         height, width = rgb.shape[:2]
         rng = np.random.default_rng([seed % 2**64, height, width])
         core, seam = tile_geometry(min(style.shape[:2]), self.tile, self.overlap)
-        canvas = synthesize_canvas(style, height, width, core, seam, rng, self.flips)
+        canvas = synthesize_canvas(
+            style, height, width, core, seam, rng, self.flips, self.candidates
+        )
         canvas = match_stats(canvas, style_mean, style_std)
         canvas[:, :, 0] = self._luminance(rgb, canvas[:, :, 0], style_mean[0], style_std[0])
         return space_to_rgb(canvas, self.colour_space)

@@ -69,12 +69,17 @@ def synthesize_canvas(
     seam: int,
     rng: np.random.Generator,
     flips: bool = True,
+    candidates: int = 1,
 ) -> np.ndarray:
     """An H x W x C float32 canvas made of `style` patches (style: H' x W' x C float32).
 
     Patches of (core + seam) pixels are taken at random offsets (and random horizontal/vertical
-    flips when `flips`) and laid on a grid with pitch `core`. Random draws happen in one fixed
-    order, so equal generator states give identical canvases.
+    flips when `flips`) and laid on a grid with pitch `core`. With `candidates` > 1 each patch
+    is the one of that many random draws that best matches, in the overlap, the patches already
+    laid above and to its left (image quilting's patch choice, Efros & Freeman 2001): photos
+    with structure (cobbles, planks, tyre tracks) then continue across seams instead of
+    ghosting. Random draws happen in one fixed order, so equal generator states give identical
+    canvases.
     """
     style_h, style_w, channels = style.shape
     patch = core + seam
@@ -82,9 +87,16 @@ def synthesize_canvas(
         raise ValueError(f"patch of {patch} px does not fit a {style_h}x{style_w} style image")
     rows = max(1, math.ceil((height - seam) / core))
     cols = max(1, math.ceil((width - seam) / core))
-    offsets_y = rng.integers(0, style_h - patch + 1, size=(rows, cols))
-    offsets_x = rng.integers(0, style_w - patch + 1, size=(rows, cols))
-    flip_bits = rng.integers(0, 2, size=(rows, cols, 2)) if flips else np.zeros((rows, cols, 2))
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    if candidates == 1:  # the original draw order: canvases of earlier versions are unchanged
+        offsets_y = rng.integers(0, style_h - patch + 1, size=(rows, cols))
+        offsets_x = rng.integers(0, style_w - patch + 1, size=(rows, cols))
+        flip_bits = rng.integers(0, 2, size=(rows, cols, 2)) if flips else np.zeros((rows, cols, 2))
+    else:
+        offsets_y, offsets_x, flip_bits = _matched_draws(
+            style, rows, cols, core, seam, rng, flips, candidates
+        )
 
     mean = np.asarray(cv2.mean(style)[:channels], dtype=np.float32)
     centred = style - mean
@@ -110,3 +122,79 @@ def synthesize_canvas(
             wsq[y : y + patch, x : x + patch] += weight_sq
     scale = 1.0 / np.sqrt(wsq[:height, :width])
     return acc[:height, :width] * scale[:, :, None] + mean
+
+
+def _piece(style: np.ndarray, oy: int, ox: int, patch: int, flip: np.ndarray) -> np.ndarray:
+    piece = style[oy : oy + patch, ox : ox + patch]
+    if flip[0]:
+        piece = piece[::-1]
+    if flip[1]:
+        piece = piece[:, ::-1]
+    return piece
+
+
+def _matched_draws(
+    style: np.ndarray,
+    rows: int,
+    cols: int,
+    core: int,
+    seam: int,
+    rng: np.random.Generator,
+    flips: bool,
+    candidates: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets and flips per grid cell, each the best of `candidates` draws by the squared
+    difference to the already chosen left and upper neighbours over the shared overlap."""
+    style_h, style_w = style.shape[:2]
+    patch = core + seam
+    shape = (rows, cols, candidates)
+    all_y = rng.integers(0, style_h - patch + 1, size=shape)
+    all_x = rng.integers(0, style_w - patch + 1, size=shape)
+    all_flips = rng.integers(0, 2, size=(*shape, 2)) if flips else np.zeros((*shape, 2), int)
+    offsets_y = np.zeros((rows, cols), np.int64)
+    offsets_x = np.zeros((rows, cols), np.int64)
+    flip_bits = np.zeros((rows, cols, 2), np.int64)
+    chosen: dict[tuple[int, int], np.ndarray] = {}
+    for r in range(rows):
+        for c in range(cols):
+            best, best_cost = 0, np.inf
+            for k in range(candidates):
+                piece = _piece(
+                    style, int(all_y[r, c, k]), int(all_x[r, c, k]), patch, all_flips[r, c, k]
+                )
+                cost = 0.0
+                if seam and c > 0:
+                    cost += float(np.square(piece[:, :seam] - chosen[r, c - 1][:, core:]).sum())
+                if seam and r > 0:
+                    cost += float(np.square(piece[:seam] - chosen[r - 1, c][core:]).sum())
+                if cost < best_cost:
+                    best, best_cost = k, cost
+            offsets_y[r, c], offsets_x[r, c] = all_y[r, c, best], all_x[r, c, best]
+            flip_bits[r, c] = all_flips[r, c, best]
+            chosen[r, c] = _piece(
+                style, int(offsets_y[r, c]), int(offsets_x[r, c]), patch, flip_bits[r, c]
+            )
+    return offsets_y, offsets_x, flip_bits
+
+
+def seam_visibility(canvas: np.ndarray, core: int, seam: int) -> float:
+    """How much the tile borders of a canvas stand out: the mean absolute step between
+    neighbouring pixels across the middle lines of the seams, over that across every other
+    line (luminance, both directions). About 1: no visible seam; a hard tile edge gives 2 or more.
+    """
+    gray = canvas.astype(np.float64)
+    if gray.ndim == 3:
+        gray = gray.mean(axis=2)
+    steps_y = np.abs(np.diff(gray, axis=0)).mean(axis=1)  # step between rows i and i + 1
+    steps_x = np.abs(np.diff(gray, axis=1)).mean(axis=0)
+    on_seam, elsewhere = [], []
+    for steps in (steps_y, steps_x):
+        # the step between rows (or columns) k * core + seam // 2 - 1 and the next one
+        lines = {k * core + seam // 2 - 1 for k in range(1, len(steps) // core + 1)}
+        lines = {line for line in lines if 0 <= line < len(steps)}
+        mask = np.zeros(len(steps), bool)
+        mask[list(lines)] = True
+        on_seam.append(steps[mask])
+        elsewhere.append(steps[~mask])
+    seam_step = float(np.concatenate(on_seam).mean())
+    return seam_step / max(float(np.concatenate(elsewhere).mean()), 1e-9)
