@@ -20,6 +20,7 @@ from flows.build import build_dataset
 from flows.edit import run_edits as run_edits_flow
 from flows.publish import publish_dataset
 from pipeline.config import BuildConfig
+from pipeline.editing.config import EditConfig
 from pipeline.store import BuildStore
 
 DEFAULT_CLASSIFIER = "timm:tf_efficientnet_lite0"
@@ -31,6 +32,14 @@ def build_classifier(build: Path) -> str:
     return store.config().classifier.name if store.build_yaml.is_file() else DEFAULT_CLASSIFIER
 
 
+def edit_config(build: Path, path: str | None, overrides: dict[str, Any]) -> EditConfig:
+    """The edit config of the pipeline's edit step: the file's, with the flow's overrides;
+    without a file, the defaults with the build's classifier as the model."""
+    if path:
+        return EditConfig.from_yaml(path).overridden(**overrides)
+    return EditConfig().overridden(**{"model": build_classifier(build), **overrides})
+
+
 @flow(name="counterfactual_pipeline")
 def counterfactual_pipeline(
     config: BuildConfig | None = None,
@@ -38,6 +47,7 @@ def counterfactual_pipeline(
     out: str | None = None,
     runner: str = "local",
     audit_models: list[str] | None = None,
+    edit_config_path: str | None = None,
     edit_model: str | None = None,
     edit_layer: str | None = None,
     edit_methods: list[str] | None = None,
@@ -50,7 +60,9 @@ def counterfactual_pipeline(
 ) -> dict[str, Any]:
     """Build a dataset, audit classifiers on it, run the editing methods, optionally publish.
 
-    `audit_models` and `edit_model` default to the build's classifier. `runner` picks where the
+    `audit_models` and `edit_model` default to the build's classifier; the edits run with the
+    edit config at `edit_config_path` (default: the defaults), `edit_model`, `edit_layer` and
+    `edit_methods` overriding it. `runner` picks where the
     build's shard tasks run (`local`, `dask`, `dask:N`, `dask=ADDRESS`; see `flows/runners.py`).
     Returns what each step returned, or why it was skipped.
     """
@@ -64,13 +76,9 @@ def counterfactual_pipeline(
         if run_audit
         else "skipped: run_audit=False"
     )
+    overrides = {"model": edit_model, "layer": edit_layer, "methods": edit_methods}
     summary["edits"] = (
-        run_edits_flow(
-            build=str(build),
-            model=edit_model or classifier,
-            layer=edit_layer,
-            methods=edit_methods,
-        )
+        run_edits_flow(build=str(build), config=edit_config(build, edit_config_path, overrides))
         if run_edits
         else "skipped: run_edits=False"
     )

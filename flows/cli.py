@@ -3,6 +3,11 @@
 It parses and checks the config once and hands the parsed objects down (`build_dataset`
 receives a `BuildConfig`, never a path to parse again). `conceptswap build` with no arguments
 builds the offline demo dataset from the built-in sample photos into `data/builds/demo/`.
+
+Every command checks all its inputs before Prefect starts or a file is written: numeric options
+by their declared range (`min=`/`max=`, and `finite` for floats), names and folders with
+`pipeline.validate`, and the build it reads (`check_build_dir`: the folder, and each manifest
+readable and of its declared schema). Every command takes the build as its first argument.
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ from rich.console import Console
 
 from flows.cli_data import register as register_data_commands
 from flows.cli_support import (
+    OneLineErrors,
     Options,
+    build_argument,
     console,
-    error_line,
     expected_errors,
     fail,
+    finite,
     progress_bars,
+    quiet_flow_logs,
     table,
 )
 
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Synthetic counterfactual image datasets for auditing and editing image classifiers.",
@@ -159,7 +168,7 @@ def build(
 
         signal.signal(signal.SIGINT, _interrupt)  # SIGTERM: `_watch_sigterm`, from `main`
         try:
-            with progress_bars():
+            with quiet_flow_logs(), progress_bars():
                 manifest = build_dataset(
                     config=build_config, out=str(target) if out else None, runner=runner
                 )
@@ -195,37 +204,54 @@ def textures(
     Console().print(listing)
 
 
+# the build directory: the first argument of every command that reads a build; `--build/-b`,
+# the old way of audit and edit, is still read (hidden, with a note)
+BuildArgument = Annotated[
+    Path | None,
+    typer.Argument(metavar="BUILD", help="A build directory.", show_default=False),
+]
+OldBuildOption = Annotated[Path | None, typer.Option("--build", "-b", hidden=True)]
+
+
 @app.command()
 def audit(
-    build_dir: Annotated[Path, typer.Option("--build", "-b", help="A build directory.")],
+    build_dir: BuildArgument = None,
     model: Annotated[
         list[str] | None,
         typer.Option("--model", "-m", help="Classifier, e.g. timm:tf_efficientnet_lite2; repeat."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the control masks.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the control masks.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    build_option: OldBuildOption = None,
 ) -> None:
     """Counterfactual sensitivity report of one or more classifiers (BUILD/report/index.html)."""
-    from pipeline.validate import Problem, check_classifier_name, check_device
+    from pipeline.validate import check_build_dir, check_classifier_name, check_device
 
-    if not (build_dir / "manifest.parquet").is_file():
-        fail([Problem("--build", f"{build_dir} has no manifest.parquet; build it first")])
-    problems = [p for name in model or () for p in check_classifier_name(name, "--model")]
+    build = build_argument(build_dir, build_option)
+    problems = check_build_dir(build, "audit")
+    problems += [p for name in model or () for p in check_classifier_name(name, "--model")]
     fail(problems + check_device(device, "--device"))
-    with expected_errors(), progress_bars():
-        from flows.audit import audit_model
+    with expected_errors():
+        from flows.audit import audit_model  # imports Prefect: only once the inputs are right
 
-        report = audit_model(str(build_dir), model or None, seed=seed, device=device)
+        with quiet_flow_logs(), progress_bars():
+            report = audit_model(str(build), model or None, seed=seed, device=device)
     console.print(f"[green]report[/green] {report}")
     typer.echo(report)
 
 
 @app.command()
 def edit(
-    build_dir: Annotated[Path, typer.Option("--build", "-b", help="A build with edit cases.")],
+    build_dir: BuildArgument = None,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Edit config YAML (plan, methods, grids, budget, C, locality)."
+        ),
+    ] = None,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Classifier to edit.")
-    ] = "timm:tf_efficientnet_lite0",
+        str | None, typer.Option("--model", "-m", help="Classifier to edit (overrides the config).")
+    ] = None,
     layer: Annotated[
         str | None,
         typer.Option(help="Module name of the layer (default: a late dense layer of the model)."),
@@ -235,20 +261,25 @@ def edit(
         typer.Option(
             "--method",
             help="rewrite, rewrite-closed, rewrite-multikey, finetune-local or "
-            "finetune-global; repeat (default: all but rewrite-multikey).",
+            "finetune-global; repeat (default: the config's, else all but rewrite-multikey).",
         ),
     ] = None,
     case: Annotated[
         list[str] | None, typer.Option("--case", help="Only these case ids; repeat.")
     ] = None,
     budget_pp: Annotated[
-        float, typer.Option(help="Clean-accuracy drop allowed when choosing hyper-parameters (pp).")
-    ] = 1.0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        float | None,
+        typer.Option(
+            min=0.0,
+            callback=finite,
+            help="Clean-accuracy drop allowed when choosing hyper-parameters (pp; default 1).",
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     plan: Annotated[
-        str,
+        str | None,
         typer.Option("--plan", help="Case plan if BUILD/cases is empty: auto, classes or errors."),
-    ] = "auto",
+    ] = None,
     covariance: Annotated[
         list[str] | None,
         typer.Option(
@@ -259,59 +290,69 @@ def edit(
         ),
     ] = None,
     covariance_views: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="center, or windows: also each non-square image's two end squares, in C."
         ),
-    ] = "center",
+    ] = None,
+    build_option: OldBuildOption = None,
 ) -> None:
-    """Edit a classifier with each method on the build's cases; compare (BUILD/edits)."""
-    from pipeline.editing.key_sources import is_hf_spec
+    """Edit a classifier with each method on the build's cases; compare (BUILD/edits).
+
+    The experiment is `--config` (configs/edit-*.yaml), or the defaults; options override it."""
+    from pipeline.config import ConfigError
+    from pipeline.editing.config import EditConfig
     from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
     from pipeline.validate import (
-        Problem,
+        check_build_dir,
         check_classifier_name,
+        check_covariance,
         check_device,
         check_layer,
         check_methods,
+        check_plan,
+        config_problems,
     )
 
-    if not (build_dir / "manifest.parquet").is_file():
-        fail([Problem("--build", f"{build_dir} has no manifest.parquet; build it first")])
-    problems = check_classifier_name(model, "--model") + check_methods(method)
-    problems += [
-        Problem("--covariance", f"{spec} is not a folder (a build or a folder of images)")
-        for spec in covariance or []
-        if not is_hf_spec(spec) and not Path(spec).is_dir()
-    ]
-    if covariance_views not in ("center", "windows"):
-        problems.append(
-            Problem("--covariance-views", f"{covariance_views!r}: use center or windows")
+    build = build_argument(build_dir, build_option)
+    problems = check_build_dir(build, "edit") + check_methods(method)
+    problems += check_plan(plan) if plan is not None else []
+    fail(problems)
+    try:
+        config = EditConfig.from_yaml(config_path) if config_path else EditConfig()
+        covariance_section = {
+            "images": list(covariance) if covariance else config.covariance.images,
+            "views": covariance_views or config.covariance.views,
+        }
+        config = config.overridden(
+            model=model,
+            layer=layer,
+            methods=method,
+            budget_pp=budget_pp,
+            device=device,
+            plan=plan,
+            covariance=covariance_section,
         )
-    fail(problems + check_device(device, "--device"))
+    except ConfigError as error:
+        fail(config_problems(error, str(config_path or "the options")))
+    key = "--model" if model else "model"
+    problems = check_classifier_name(config.model, key) + check_device(config.device, "device")
+    problems += check_covariance(config.covariance.images, config.covariance.views)
+    fail(problems)
     with expected_errors():
-        if layer is not None:
-            from pipeline.classify import create_classifier
+        if config.layer is not None:
+            from pipeline.classify import EAGER, create_classifier
 
             # the flow runs in this process: the model loaded here is the one it edits
-            loaded = create_classifier(model, device=device)
-            fail(check_layer(loaded.model, layer))
-        from flows.edit import run_edits
-
-        with progress_bars():
-            folder = run_edits(
-                str(build_dir),
-                model,
-                layer,
-                method,
-                budget_pp=budget_pp,
-                device=device,
-                cases=case,
-                plan=plan,
-                covariance=list(covariance) if covariance else None,
-                covariance_views=covariance_views,
+            loaded = create_classifier(
+                config.model, engine=EAGER, device=config.device, **config.model_options
             )
-    table = edits_dir(build_dir) / COMPARISON_MD
+            fail(check_layer(loaded.model, config.layer, "--layer" if layer else "layer"))
+        from flows.edit import run_edits  # imports Prefect: only once the inputs are right
+
+        with quiet_flow_logs(), progress_bars():
+            folder = run_edits(str(build), config, cases=case)
+    table = edits_dir(build) / COMPARISON_MD
     if table.is_file():
         Console().print(table.read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"[green]edits[/green] {folder}")
@@ -319,19 +360,18 @@ def edit(
 
 
 @app.command()
-def concepts(
-    build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
-) -> None:
+def concepts(build_dir: BuildArgument = None) -> None:
     """Per-concept statistics of a build: images, kept and rejected masks, areas, scores."""
-    from pipeline.report.build_overview import build_concept_stats
-    from pipeline.segment.stats import format_concept_stats
+    from pipeline.validate import check_build_dir
 
-    try:
-        rows = build_concept_stats(build_dir)
-    except FileNotFoundError as error:
-        error_line(str(error))
-        raise typer.Exit(2) from None
-    Console().print(format_concept_stats(rows, title=str(build_dir)))
+    build = build_argument(build_dir, None)
+    fail(check_build_dir(build, "concepts"))
+    with expected_errors(usage=(FileNotFoundError,)):
+        from pipeline.report.build_overview import build_concept_stats
+        from pipeline.segment.stats import format_concept_stats
+
+        rows = build_concept_stats(build)
+    Console().print(format_concept_stats(rows, title=str(build)))
 
 
 @app.command()

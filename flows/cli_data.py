@@ -1,8 +1,10 @@
 """`conceptswap export` and `conceptswap publish`: getting a build's data out.
 
 `register(app)` adds both commands to the CLI's typer app. Both check their inputs before any
-file is written and turn expected failures (a missing build, a bad repo id or size, a source
-without a license, a non-empty output folder) into one line and exit code 2.
+file is written (the build and the manifests they export: `pipeline.validate.check_build_dir`;
+the format; the shard size) and turn expected failures (a bad repo id, a source without a
+license, a non-empty output folder) into one line and exit code 2, through the CLI's shared
+handlers (`flows.cli_support`).
 """
 
 from __future__ import annotations
@@ -11,22 +13,29 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from flows.cli_support import progress_bars
+from flows.cli_support import console, expected_errors, fail, progress_bars
 
-console = Console(stderr=True)
 EXPORT_FORMATS = ("hf", "parquet", "webdataset")
 
 
-def _check_build(build_dir: Path) -> None:
-    if not (build_dir / "manifest.parquet").is_file():
-        console.print(f"[red]error:[/red] {build_dir} has no manifest.parquet; build it first")
-        raise typer.Exit(2)
+def _check_inputs(build_dir: Path, max_shard_size: str, format: str | None = None) -> None:
+    """Every input problem of export / publish, one line each, before a file is written."""
+    from pipeline.publish import parse_size
+    from pipeline.validate import Problem, check_build_dir
+
+    problems = check_build_dir(build_dir, "export")
+    if format is not None and format not in EXPORT_FORMATS:
+        problems.append(Problem(f"--format {format!r}", f"use one of {', '.join(EXPORT_FORMATS)}"))
+    try:
+        parse_size(max_shard_size)
+    except ValueError as error:
+        problems.append(Problem("--max-shard-size", str(error)))
+    fail(problems)
 
 
 def export(
-    build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
+    build_dir: Annotated[Path, typer.Argument(metavar="BUILD", help="A build directory.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write (replaced if an export).")],
     format: Annotated[
         str,
@@ -40,16 +49,10 @@ def export(
     ] = "500MB",
 ) -> None:
     """Export a build for training: Hugging Face datasets, plain Parquet or WebDataset shards."""
-    from pipeline.publish import export_build, parse_size
+    _check_inputs(build_dir, max_shard_size, format)
+    with expected_errors(usage=(FileExistsError, FileNotFoundError, ValueError)):
+        from pipeline.publish import export_build
 
-    _check_build(build_dir)
-    if format not in EXPORT_FORMATS:
-        console.print(
-            f"[red]error:[/red] --format {format!r}: use one of {', '.join(EXPORT_FORMATS)}"
-        )
-        raise typer.Exit(2)
-    try:
-        parse_size(max_shard_size)
         with progress_bars():
             result = export_build(
                 build_dir,
@@ -59,16 +62,13 @@ def export(
                 max_shard_size=max_shard_size,
                 allow_unknown_license=True,  # a local copy redistributes nothing; the card says so
             )
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
     rows = ", ".join(f"{name}: {count} rows" for name, count in result.rows.items())
     console.print(f"[green]exported[/green] {format}: {len(result.files)} files ({rows})")
     typer.echo(str(result.root))
 
 
 def publish(
-    build_dir: Annotated[Path, typer.Argument(help="A build directory.")],
+    build_dir: Annotated[Path, typer.Argument(metavar="BUILD", help="A build directory.")],
     repo_id: Annotated[str, typer.Option("--repo-id", help="Dataset repo, ORG/NAME.")],
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
     dry_run: Annotated[
@@ -93,27 +93,23 @@ def publish(
     ] = False,
 ) -> None:
     """Publish a build to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
-    from pipeline.publish import PublishError, UnknownLicenseError, parse_size
+    from pipeline.publish import PublishError, UnknownLicenseError
     from pipeline.publish import publish as publish_build
 
-    _check_build(build_dir)
-    try:
-        parse_size(max_shard_size)
-        with progress_bars():
-            result = publish_build(
-                build_dir,
-                repo_id,
-                private=private,
-                dry_run=dry_run,
-                allow_unknown_license=allow_unknown_license,
-                out_dir=out_dir,
-                revision=revision,
-                max_shard_size=max_shard_size,
-                inline_images=inline_images,
-            )
-    except (UnknownLicenseError, PublishError, FileExistsError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+    _check_inputs(build_dir, max_shard_size)
+    refused = (UnknownLicenseError, PublishError, FileExistsError, ValueError)
+    with expected_errors(usage=refused), progress_bars():
+        result = publish_build(
+            build_dir,
+            repo_id,
+            private=private,
+            dry_run=dry_run,
+            allow_unknown_license=allow_unknown_license,
+            out_dir=out_dir,
+            revision=revision,
+            max_shard_size=max_shard_size,
+            inline_images=inline_images,
+        )
     rows = ", ".join(f"{name}: {count} rows" for name, count in result.rows.items())
     if result.dry_run:
         console.print(

@@ -17,52 +17,21 @@ from prefect.cache_policies import NO_CACHE
 
 import flows  # noqa: F401  (Prefect defaults)
 from pipeline.editing import runner
+from pipeline.editing.config import EditConfig
 from pipeline.report import edits as edit_report
 from pipeline.store.edits_layout import COMPARISON_MD, edits_dir
 
 
 @task(name="edit-cases", cache_policy=NO_CACHE)
-def cases_task(build: str, cases: list[str] | None = None, plan: str = "auto") -> list[str]:
-    found = runner.resolve_cases(build, cases) if plan == "auto" else None
-    found = found if found is not None else runner.resolve_cases(build, cases, plan=plan)
+def cases_task(build: str, config: EditConfig, cases: list[str] | None = None) -> list[str]:
+    found = runner.resolve_cases(build, cases if cases is not None else config.cases, config.plan)
     return [case.case_id for case in found]
 
 
 @task(name="edit-batch", cache_policy=NO_CACHE)
-def edit_batch_task(
-    build: str,
-    model: str,
-    layer: str | None,
-    methods: list[str],
-    case_ids: list[str],
-    budget_pp: float,
-    device: str,
-    covariance: list[str] | None = None,
-    covariance_views: str = "center",
-) -> str:
+def edit_batch_task(build: str, config: EditConfig, case_ids: list[str]) -> str:
     logger = get_run_logger()
-    folder = runner.run_edits(
-        build,
-        model,
-        layer,
-        methods,
-        cases=case_ids,
-        budget_pp=budget_pp,
-        device=device,
-        covariance_images=covariance_spec(covariance),
-        covariance_views=covariance_views,
-        log=logger.info,
-    )
-    return str(folder)
-
-
-def covariance_spec(covariance: list[str] | None) -> str | list[str] | None:
-    """The runner's ``covariance_images`` for the flow's list of image sets (none: the build's
-    own images no case uses; one: that build, image folder or ``hf:`` dataset; several: their
-    equal-weight mix)."""
-    if not covariance:
-        return None
-    return covariance[0] if len(covariance) == 1 else list(covariance)
+    return str(runner.run_edits(build, config, cases=case_ids, log=logger.info))
 
 
 @task(name="edit-comparison", cache_policy=NO_CACHE)
@@ -75,48 +44,35 @@ def comparison_task(build: str) -> str:
 @flow(name="run_edits")
 def run_edits(
     build: str,
-    model: str = "timm:tf_efficientnet_lite0",
-    layer: str | None = None,
-    methods: list[str] | None = None,
-    budget_pp: float = 1.0,
-    device: str = "auto",
-    cases_per_task: int = 8,
+    config: EditConfig | None = None,
+    config_path: str | None = None,
     cases: list[str] | None = None,
-    plan: str = "auto",
-    covariance: list[str] | None = None,
-    covariance_views: str = "center",
+    cases_per_task: int = 8,
 ) -> str:
-    """Edit `model` at `layer` with each method on every case of `build`; returns the
-    `BUILD/edits` folder (results.parquet, comparison.md/.parquet/.png, deltas).
+    """Edit the model of `config` with each of its methods on every case of `build`; returns
+    the `BUILD/edits` folder (results.parquet, comparison.md/.parquet/.png, curves, deltas).
 
-    `layer`: default `pipeline.editing.runner.default_layer` (EfficientNet-Lite0:
-    `blocks.6.0.conv_pwl`); `methods`: registry names of `pipeline.editing.methods` (default
-    rewrite, rewrite-closed, finetune-local, finetune-global); `budget_pp`: the clean-accuracy
-    budget of hyper-parameter selection; `cases`: case ids to run (default: every case of the
-    build, planned by `plan` if there are none: `auto` (class cases, else error cases),
-    `classes` or `errors`, see `pipeline.editing.runner.resolve_cases`; a build without any
-    raises `NoCasesError`, a ValueError saying why); `covariance`: the image sets of the key
-    statistics `C` (builds or image folders, mixed with equal weights; default: the build's
-    images no case uses); `covariance_views`: `windows` adds every non-square image's two end
-    squares to `C`.
+    `config`: the experiment (`pipeline.editing.config.EditConfig`: plan, model and layer,
+    methods and grids, budget, key-statistics images, locality sets); deployments that keep it
+    in a file pass `config_path` instead; neither: the defaults. `cases`: case ids to run
+    (default: every case, planned by the config's plan when there are none; a build without
+    any raises `NoCasesError`, a ValueError saying why). Cases run in batches of
+    `cases_per_task`, one after another in this process, where the classifier loads once; the
+    first batch computes the key statistics, later ones load them from `BUILD/edits/cache/`.
     """
     logger = get_run_logger()
-    chosen = list(methods or runner.DEFAULT_METHODS)
-    case_ids = cases_task(build, cases, plan)
-    logger.info("%d cases x %d methods (%s)", len(case_ids), len(chosen), ", ".join(chosen))
+    if config is None:
+        config = EditConfig.from_yaml(config_path) if config_path else EditConfig()
+    case_ids = cases_task(build, config, cases)
+    logger.info(
+        "%d cases x %d methods (%s)",
+        len(case_ids),
+        len(config.methods),
+        ", ".join(config.method_names),
+    )
     size = max(1, cases_per_task)
     for start in range(0, len(case_ids), size):
-        edit_batch_task(
-            build,
-            model,
-            layer,
-            chosen,
-            case_ids[start : start + size],
-            budget_pp,
-            device,
-            covariance,
-            covariance_views,
-        )
+        edit_batch_task(build, config, case_ids[start : start + size])
     markdown = comparison_task(build)
     folder = str(edits_dir(build))
     create_markdown_artifact(

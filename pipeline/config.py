@@ -7,8 +7,9 @@ stylization, `timm:tf_efficientnet_lite0`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -115,30 +116,55 @@ class BuildConfig(StageConfig):
 
     @classmethod
     def demo(cls) -> BuildConfig:
-        """The offline demo: every built-in photo, whole-image concepts plus a few parts."""
+        """The offline demo: every built-in photo, whole-image concepts plus a few parts, and
+        the first three styles of each default texture (a held-out one among them)."""
         concepts = ["background", "object", "wheel", "helmet", "cup"]
-        return cls(segment=SegmentConfig(concepts=concepts))
+        return cls(
+            segment=SegmentConfig(concepts=concepts), stylize=StylizeConfig(styles_per_texture=3)
+        )
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> BuildConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as error:
-            raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config {path} is not valid YAML: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must be a mapping, found {type(data).__name__}")
-        data.pop("resolved", None)  # a build.yaml can be used as a config
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            raise ConfigError(f"config {path} is invalid:\n{error}") from None
+        # a build.yaml can be used as a config: its `resolved` section is set aside
+        return load_yaml_mapping(path, cls, ignore=("resolved",))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 class ConfigError(ValueError):
-    """A build config that cannot be read or validated; the message names the file."""
+    """A config that cannot be read or validated; the message names the file.
+
+    `validation` keeps pydantic's error when the YAML parsed but did not validate, so that a
+    front end can report one line per key (`pipeline.validate.load_build_config`)."""
+
+    def __init__(self, message: str, validation: ValidationError | None = None) -> None:
+        super().__init__(message)
+        self.validation = validation
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_yaml_mapping(path: str | Path, model: type[Model], ignore: Sequence[str] = ()) -> Model:
+    """Read a YAML mapping from `path` and validate it as `model` (the one parser of every
+    config file: build, edit, ...); every failure is a `ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None)
+        reason = f": {problem}" if problem else ""
+        raise ConfigError(f"config {path} is not valid YAML{at}{reason}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping, found {type(data).__name__}")
+    for key in ignore:
+        data.pop(key, None)
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"config {path} is invalid:\n{error}", validation=error) from None

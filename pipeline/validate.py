@@ -8,7 +8,8 @@ functions here never print and never raise on bad input: front ends (the CLI) pr
 
 What is checked, and against what:
 
-* the YAML and its schema (pydantic: unknown keys, types, ranges) - `load_build_config`;
+* the YAML and its schema (pydantic: unknown keys, types, ranges) - `load_build_config`, which
+  parses with `BuildConfig.from_yaml` (the one config parser) and splits its errors per key;
 * the source: the kind's fields only (a field another kind uses is refused: it would be
   silently ignored), the folder exists and holds images, the sample names;
 * the backends by registry name, each concept against what the segmenter can find
@@ -16,21 +17,24 @@ What is checked, and against what:
 * the classifier: `backend:model`, a known backend, a known timm model (`timm.is_model`);
 * the device: `cuda` needs a visible GPU;
 * the output folder: not a file, writable (or creatable);
-* for `edit`: method names and the layer on the loaded model.
+* for `edit`: method names and the layer on the loaded model;
+* a finished build that a command reads (`check_build_dir`): the folder, and each manifest the
+  command reads (`MANIFESTS_READ`) present where needed, readable Parquet, of the declared
+  schema (`pipeline.records`), so a truncated file is one line, not a traceback from a flow.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from pipeline.config import BuildConfig, SourceConfig
+from pipeline.config import BuildConfig, ConfigError, SourceConfig
 from pipeline.names import did_you_mean
 
 
@@ -53,7 +57,7 @@ def _key(location: Iterable[Any]) -> str:
     return text or "(config)"
 
 
-def _schema_problems(error: ValidationError, data: dict[str, Any]) -> list[Problem]:
+def _schema_problems(error: ValidationError) -> list[Problem]:
     """Pydantic's errors as one line each; an unknown key gets the near known key."""
     problems = []
     for item in error.errors():
@@ -80,27 +84,22 @@ def _known_fields(location: Sequence[Any]) -> list[str]:
 
 
 def load_build_config(path: str | Path) -> tuple[BuildConfig | None, list[Problem]]:
-    """Parse a config file: (the config, []) or (None, the problems, one per mistake)."""
-    path = Path(path)
-    where = str(path)
+    """Parse a config file: (the config, []) or (None, the problems, one per mistake).
+
+    The parsing is `BuildConfig.from_yaml`'s; only its errors are reported differently: one
+    `Problem` per key, with the near known key for a typo."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        return None, [Problem("--config", f"cannot read {where}: {error.strerror or error}")]
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return None, [Problem("--config", f"{where} is not valid YAML{at}")]
-    if not isinstance(data, dict):
-        found = type(data).__name__
-        return None, [Problem("--config", f"{where} must be a mapping of keys, not a {found}")]
-    data.pop("resolved", None)  # a build.yaml can be used as a config
-    try:
-        return BuildConfig.model_validate(data), []
-    except ValidationError as error:
-        return None, [
-            Problem(p.key, f"{p.message} (in {where})") for p in _schema_problems(error, data)
-        ]
+        return BuildConfig.from_yaml(path), []
+    except ConfigError as error:
+        return None, config_problems(error, str(path))
+
+
+def config_problems(error: ConfigError, where: str, key: str = "--config") -> list[Problem]:
+    """A config error as problems: one per invalid key (`where`: the file or the options it
+    came from), or the error itself under `key` when the file did not even parse."""
+    if error.validation is None:
+        return [Problem(key, str(error))]
+    return [Problem(p.key, f"{p.message} (in {where})") for p in _schema_problems(error.validation)]
 
 
 # -- the parts of a build config ---------------------------------------------------------------
@@ -297,6 +296,32 @@ def check_methods(methods: Sequence[str] | None, key: str = "--method") -> list[
     ]
 
 
+def check_plan(plan: str, key: str = "--plan") -> list[Problem]:
+    """A case plan `resolve_cases` knows (`auto`, `classes`, `errors`)."""
+    from pipeline.editing.run_inputs import PLANS
+
+    if plan in PLANS:
+        return []
+    return [Problem(key, f"unknown case plan {plan!r}{did_you_mean(plan, PLANS, 'plans')}")]
+
+
+def check_covariance(
+    specs: Sequence[str] | None, views: str, key: str = "--covariance"
+) -> list[Problem]:
+    """The image sets of the key statistics: each a folder (a build or images) or an `hf:`
+    dataset, read only when the edit runs; `views` center or windows."""
+    from pipeline.editing.key_sources import is_hf_spec
+
+    problems = [
+        Problem(key, f"{spec} is not a folder (a build or a folder of images)")
+        for spec in specs or ()
+        if not is_hf_spec(spec) and not Path(spec).expanduser().is_dir()
+    ]
+    if views not in ("center", "windows"):
+        problems.append(Problem(f"{key}-views", f"{views!r}: use center or windows"))
+    return problems
+
+
 def check_layer(model: Any, layer: str, key: str = "--layer") -> list[Problem]:
     """`layer` names a dense conv or linear layer of `model` (a torch module)."""
     from torch import nn
@@ -321,16 +346,104 @@ def check_layer(model: Any, layer: str, key: str = "--layer") -> list[Problem]:
     return []
 
 
+# -- a finished build that a command reads -----------------------------------------------------
+# the manifests each operation reads: the first must exist; the others are read when present
+# (an absent one reads as an empty table) and must then be readable too
+MANIFESTS_READ: dict[str, tuple[str, ...]] = {
+    "audit": ("counterfactuals", "images", "masks", "stylized"),
+    "edit": ("counterfactuals", "images", "masks"),
+    "concepts": ("masks",),
+    "export": ("counterfactuals", "images", "masks", "styles"),
+}
+REBUILD = "rewrite it with `conceptswap build --force` and the build's config"
+
+
+def check_build_dir(build_dir: str | Path, reads: str, key: str = "BUILD") -> list[Problem]:
+    """The build folder, and the manifests operation `reads` (a key of `MANIFESTS_READ`) reads.
+
+    Every file is read once here, in well under a second for a build's manifests, so that a
+    truncated or foreign file is one line naming it rather than a traceback from inside a flow.
+    """
+    from pipeline.store import BuildStore
+
+    root = Path(build_dir).expanduser()
+    if not root.is_dir():
+        state = "is a file" if root.exists() else "does not exist"
+        return [Problem(key, f"{root} {state}; give a build directory (conceptswap build)")]
+    store = BuildStore(root)
+    required, *optional = MANIFESTS_READ[reads]
+    path = store.manifest_path(required)
+    if not path.is_file():
+        return [Problem(key, f"{root} has no {path.relative_to(store.root)}; build it first")]
+    problems = check_manifest(path, required, key)
+    for kind in optional:
+        if store.manifest_path(kind).is_file():
+            problems += check_manifest(store.manifest_path(kind), kind, key)
+    return problems
+
+
+def check_manifest(path: str | Path, kind: str, key: str = "BUILD") -> list[Problem]:
+    """`path` is readable Parquet whose columns cast to the types `RECORD_TYPES[kind]` declares
+    (the cast `BuildStore.table` makes when a stage or report reads it). A column whose field
+    has a default may be absent: builds made before the field was declared lack it."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.records import RECORD_TYPES
+
+    record = RECORD_TYPES[kind]
+    declared = record.arrow_schema()
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        return [Problem(key, f"{path} is not readable Parquet ({_arrow_reason(error)}); {REBUILD}")]
+    missing = [
+        field.name
+        for field in dataclasses.fields(record)
+        if field.name not in table.column_names
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        columns = ", ".join(missing)
+        return [Problem(key, f"{path} lacks the {kind} columns {columns}; {REBUILD}")]
+    for field in declared:
+        if field.name not in table.column_names:
+            continue
+        column = table.column(field.name)
+        if column.type == field.type:
+            continue
+        try:
+            column.cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            found = f"column {field.name} is {column.type}, not {field.type}"
+            return [Problem(key, f"{path}: {found} as a {kind} manifest declares; {REBUILD}")]
+    return []
+
+
+def _arrow_reason(error: Exception) -> str:
+    """The first sentence of pyarrow's message, without the path it repeats."""
+    text = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", str(error))
+    return " ".join(text.split()).split(". ")[0].rstrip(".") or type(error).__name__
+
+
 __all__ = [
+    "MANIFESTS_READ",
     "Problem",
     "check_backends",
     "check_build",
+    "check_build_dir",
     "check_classifier_name",
     "check_concepts",
+    "check_covariance",
     "check_device",
     "check_layer",
+    "check_manifest",
     "check_methods",
     "check_output_dir",
+    "check_plan",
     "check_source",
     "check_textures",
     "load_build_config",

@@ -4,16 +4,25 @@ code 2, in a second or two, before Prefect starts or a file is written."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import timm  # noqa: F401  (imported once here: the timings below are validation's own)
 from typer.testing import CliRunner
 
 import pipeline.classify  # noqa: F401
 from flows.cli import app
-from pipeline.config import BuildConfig, SegmentConfig
+from pipeline.config import BuildConfig, ConfigError, SegmentConfig
 from pipeline.names import did_you_mean
-from pipeline.validate import check_build, check_layer, check_methods, load_build_config
+from pipeline.validate import (
+    check_build,
+    check_build_dir,
+    check_layer,
+    check_methods,
+    load_build_config,
+)
 
 runner = CliRunner()
 MAX_SECONDS = 8.0  # validation only (models never loaded, Prefect never started); 2 shared cores
@@ -89,15 +98,74 @@ def test_missing_or_empty_folder_and_an_out_that_is_a_file(tmp_path) -> None:
     assert a_file.read_text() == "x" and seconds < MAX_SECONDS
 
 
-def test_audit_and_edit_refuse_unknown_models_methods_and_layers(tmp_path) -> None:
-    build = tmp_path / "b"
+def counterfactuals_only(build: Path) -> Path:
+    """A build folder with an empty, typed counterfactual manifest and nothing else."""
+    from pipeline.records import Counterfactual
+
     build.mkdir()
-    (build / "manifest.parquet").write_bytes(b"")
-    audit = runner.invoke(app, ["audit", "-b", str(build), "-m", "timm:tf_efficientnet_lite9"])
+    pq.write_table(Counterfactual.arrow_schema().empty_table(), build / "manifest.parquet")
+    return build
+
+
+def test_audit_and_edit_refuse_unknown_models_methods_and_layers(tmp_path) -> None:
+    build = counterfactuals_only(tmp_path / "b")
+    audit = runner.invoke(app, ["audit", str(build), "-m", "timm:tf_efficientnet_lite9"])
     assert audit.exit_code == 2 and "did you mean" in audit.output
-    edit = runner.invoke(app, ["edit", "-b", str(build), "--method", "rewrite-magic"])
-    assert edit.exit_code == 2 and error_lines(edit.output)[0].startswith("error: --method:")
+    edit = runner.invoke(app, ["edit", str(build), "--method", "rewrite-magic"])
+    (line,) = error_lines(edit.output)
+    assert edit.exit_code == 2 and line.startswith("error: --method: unknown edit method 'rewr")
+    plan = runner.invoke(app, ["edit", str(build), "--plan", "clases"])
+    assert error_lines(plan.output) == [
+        "error: --plan: unknown case plan 'clases'; did you mean classes?"
+    ]
     assert not (build / "edits").exists()
+
+
+def test_a_build_that_a_command_reads_is_checked_file_by_file(tmp_path) -> None:
+    """Given builds broken in each way, `check_build_dir` names the folder or the file and the
+    fix, one problem each; a manifest the operation does not read is never opened."""
+    from pipeline.records import ConceptMask
+
+    assert check_build_dir(tmp_path / "none", "audit")[0].message.endswith(
+        "does not exist; give a build directory (conceptswap build)"
+    )
+    build = counterfactuals_only(tmp_path / "b")
+    assert check_build_dir(build, "audit") == []
+    assert check_build_dir(build, "concepts")[0].message == (
+        f"{build} has no manifests/masks.parquet; build it first"
+    )
+    masks = build / "manifests" / "masks.parquet"
+    masks.parent.mkdir()
+    masks.write_bytes(b"PAR1 but not much else")
+    (problem,) = check_build_dir(build, "edit")
+    assert problem.key == "BUILD" and problem.message.startswith(f"{masks} is not readable")
+    assert check_build_dir(build, "export") != [] and check_build_dir(build, "audit") != []
+    stylized = build / "manifests" / "stylized.parquet"
+    stylized.write_bytes(b"")  # only audit reads it
+    pq.write_table(ConceptMask.arrow_schema().empty_table(), masks)
+    assert check_build_dir(build, "edit") == [] and len(check_build_dir(build, "audit")) == 1
+    pq.write_table(pa.table({"mask_id": ["m"]}), masks)
+    assert "lacks the masks columns image_id, concept, score" in (
+        check_build_dir(build, "concepts")[0].message
+    )
+
+
+def test_one_config_parser_for_the_library_and_the_command_line(tmp_path) -> None:
+    """`load_build_config` parses with `BuildConfig.from_yaml`: the same file gives the same
+    config, and a file that cannot be parsed the same message."""
+    good = tmp_path / "good.yaml"
+    good.write_text("name: cars\nseed: 3\nresolved: {versions: {}}\n")
+    assert load_build_config(good) == (BuildConfig.from_yaml(good), [])
+    for text, reason in (
+        ("a: [1, 2\n", "is not valid YAML at line 2, column 1"),
+        ("- a list\n", "must be a mapping, found list"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=reason) as raised:
+            BuildConfig.from_yaml(bad)
+        config, problems = load_build_config(bad)
+        assert config is None and [str(p) for p in problems] == [f"--config: {raised.value}"]
 
 
 def test_library_checks_return_problems_without_printing(capsys) -> None:
