@@ -415,6 +415,24 @@ def test_choose_respects_the_budget():
 GRIDS = {"finetune-local": [Candidate({"lr": 1e-2, "steps": 3})]}
 
 
+def edit_config(methods, grids=None, **fields):
+    """An :class:`EditConfig` of ``methods`` with ``grids`` (method → candidates) as the
+    config's grids (test shorthand)."""
+    from pipeline.editing.config import EditConfig
+
+    grids = grids or {}
+    return EditConfig(
+        methods=[
+            {
+                "name": name,
+                **({"grid": [c.to_dict() for c in grids[name]]} if name in grids else {}),
+            }
+            for name in methods
+        ],
+        **fields,
+    )
+
+
 def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
     store, classifier = tiny_build
     methods = ["rewrite-closed", "finetune-local"]
@@ -449,7 +467,7 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
 
     monkeypatch.setattr(runner, "evaluate_case", evaluate_spy)
     out = runner.run_edits(
-        store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS
+        store.root, edit_config(methods, GRIDS, layer="mid"), classifier=classifier
     )
     # every candidate is evaluated; after a case's first evaluation every candidate runs on
     # the cached layer inputs: nothing is read or run before the layer again
@@ -513,9 +531,9 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
         raise AssertionError("an edit method ran although its delta was saved")
 
     monkeypatch.setattr(EditingMethod, "edit", no_edit)
-    runner.run_edits(store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS)
+    runner.run_edits(store.root, edit_config(methods, GRIDS, layer="mid"), classifier=classifier)
     (out / "results.parquet").unlink()
-    runner.run_edits(store.root, "test:tiny", "mid", methods, classifier=classifier, grids=GRIDS)
+    runner.run_edits(store.root, edit_config(methods, GRIDS, layer="mid"), classifier=classifier)
     again = pd.read_parquet(out / "results.parquet")
     assert again["reused_delta"].all()
     columns = [
@@ -583,7 +601,7 @@ def test_a_grid_that_never_keeps_locality_is_flagged_and_the_budget_unresolved(t
     strong = Candidate({"rank": 1}, 500.0)  # far past the closed form: most top-1s change
     grids = {"rewrite-closed": [strong, Candidate({"rank": 1}, 1000.0)]}
     out = runner.run_edits(
-        store.root, "test:tiny", "mid", ["rewrite-closed"], classifier=classifier, grids=grids
+        store.root, edit_config(["rewrite-closed"], grids, layer="mid"), classifier=classifier
     )
     results = pd.read_parquet(out / "results.parquet")
     clean = results[results["group"] == "clean"]
@@ -591,7 +609,7 @@ def test_a_grid_that_never_keeps_locality_is_flagged_and_the_budget_unresolved(t
     # the same case with a candidate that changes nothing: the grid reaches "no change"
     grids = {"rewrite-closed": [Candidate({"rank": 1}, 1e-9), strong]}
     runner.run_edits(
-        store.root, "test:tiny", "mid", ["rewrite-closed"], classifier=classifier, grids=grids
+        store.root, edit_config(["rewrite-closed"], grids, layer="mid"), classifier=classifier
     )
     results = pd.read_parquet(out / "results.parquet")
     weakest = results[results["candidate"].str.contains("1e-09")]

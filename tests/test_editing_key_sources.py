@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from test_editing_eval import edit_config
 from test_editing_labelfree import label_free_build, snowy_road_photos  # noqa: F401
 
 from pipeline.editing.build_images import BuildImages, image
@@ -103,17 +104,14 @@ def test_run_edits_records_the_mixed_image_set_and_its_overlap(tmp_path):
         _save(tmp_path / "generic", f"g{index}.png", photo(rng, index + 1))
     _save(tmp_path / "domain", "d.png", photo(rng, 2))
     logs: list[str] = []
-    out = runner.run_edits(
-        store.root,
-        "test:tiny",
-        "mid",
+    config = edit_config(
         ["rewrite-closed"],
-        classifier=tiny_classifier(),
-        grids={"rewrite-closed": [Candidate({"rank": 1})]},
+        {"rewrite-closed": [Candidate({"rank": 1})]},
+        layer="mid",
         plan="errors",
-        covariance_images=[tmp_path / "domain", tmp_path / "generic"],
-        log=logs.append,
+        covariance={"images": [str(tmp_path / "domain"), str(tmp_path / "generic")]},
     )
+    out = runner.run_edits(store.root, config, classifier=tiny_classifier(), log=logs.append)
     results = pd.read_parquet(out / "results.parquet")
     sets = set(results["covariance_set"])
     assert len(sets) == 1 and "+" in next(iter(sets))

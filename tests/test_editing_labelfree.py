@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_editing_eval import CodeModel, StubClassifier, _hex, _to_tensor, coded, remap_5_to_1
+from test_editing_eval import (
+    CodeModel,
+    StubClassifier,
+    _hex,
+    _to_tensor,
+    coded,
+    edit_config,
+    remap_5_to_1,
+)
 from test_editing_eval import write_build as write_photo_build
 
 from pipeline.cases import ANY_CLASS, EditCase, ErrorPlan, plan_error_cases, rank_pairs
@@ -316,9 +324,8 @@ def test_run_edits_plans_label_free_error_cases_end_to_end(tmp_path):
     store = write_photo_build(tmp_path / "build", photos)
     grids = {"finetune-local": [Candidate({"lr": 1e-2, "steps": 3})]}
     methods = ["rewrite-closed", "finetune-local"]
-    out = runner.run_edits(
-        store.root, "test:tiny", "mid", methods, classifier=classifier, grids=grids, plan="errors"
-    )
+    config = edit_config(methods, grids, layer="mid", plan="errors")
+    out = runner.run_edits(store.root, config, classifier=classifier)
     (case,) = runner.load_cases(store.root)
     assert case.params["plan"] == "errors" and case.params["label_free"]
     assert case.target_class == ANY_CLASS and len(case.train) == 3 and case.validation_cf

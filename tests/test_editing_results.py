@@ -69,6 +69,12 @@ def _row(**changes) -> EditResultRow:
         "clean_acc_pre": 90.0,
         "clean_acc_post": 87.5,
         "clean_drop_pp": 2.5,
+        "general_set": "imagenet-samples-800img-abc",
+        "general_n": 800,
+        "general_unchanged": 0.99,
+        "general_acc_pre": 0.75,
+        "general_acc_post": 0.74,
+        "general_drop_pp": 1.0,
     }
     return EditResultRow(**{**values, **changes})
 

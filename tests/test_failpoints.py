@@ -114,10 +114,11 @@ def assert_killed_at(child: subprocess.CompletedProcess, point: str) -> None:
 EDIT_CHILD = """
 import sys, torch
 torch.set_num_threads(1)
-from test_editing_eval import GRIDS, tiny_classifier
+from test_editing_eval import GRIDS, edit_config, tiny_classifier
 from pipeline.editing import runner
-runner.run_edits(sys.argv[1], "test:tiny", "mid", ["rewrite-closed", "finetune-local"],
-                 classifier=tiny_classifier(), grids=GRIDS, log=lambda m: print(m, flush=True))
+config = edit_config(["rewrite-closed", "finetune-local"], GRIDS, layer="mid")
+runner.run_edits(sys.argv[1], config, classifier=tiny_classifier(),
+                 log=lambda m: print(m, flush=True))
 """
 VOLATILE = re.compile(r"_s$|^reused_delta$")  # timings and whether a delta was loaded
 

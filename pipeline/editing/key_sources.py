@@ -195,7 +195,7 @@ def parse_hf_spec(spec: str) -> HuggingFaceSource:
     )
 
 
-def _max_side(data: BuildImages) -> int | None:
+def build_max_side(data: BuildImages) -> int | None:
     config = data.store.resolved()
     max_side = (config.get("image") or {}).get("max_side") if config else None
     return int(max_side) if max_side else None
@@ -209,12 +209,12 @@ def _set_source(data: BuildImages, spec: str | Path, used: set[str], views: str)
     if is_hf_spec(spec):
         source = parse_hf_spec(str(spec))
         label = f"hf-{Path(source.name).name}-{source.split}"
-        return images_source(source, label, used, _max_side(data), views)
+        return images_source(source, label, used, build_max_side(data), views)
     path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(f"covariance images {path}: not a folder (a build or images)")
     if not _is_build(path):
-        return folder_source(path, used, _max_side(data), views)
+        return folder_source(path, used, build_max_side(data), views)
     other = BuildImages(path)
     ids = sorted(str(i) for i in other.images["image_id"])
     name = f"build-{path.name}-{len(ids)}img-{stable_key(ids, length=12)}{_suffix(views)}"

@@ -69,7 +69,8 @@ def resolve_cases(
         cases: cases or case ids; ``None``: every case in ``BUILD/cases/``, planned with
             :func:`pipeline.cases.plan_cases` when the folder is empty or holds another plan
             kind's cases.
-        plan: a plan (object or mapping); a plan kind with its defaults (``classes``: one
+        plan: a plan (object or mapping: the cases are planned with it, replacing the
+            folder's); a plan kind with its defaults (``classes``: one
             class, random exemplars; ``errors``: misclassified exemplars, every image tested,
             transformed validation images, as few as one exemplar where a small build has no
             more); or ``auto``: classes, else errors.
@@ -79,6 +80,12 @@ def resolve_cases(
     """
     if isinstance(plan, str) and plan not in PLANS:
         raise ValueError(f"unknown case plan {plan!r}; known: {list(PLANS)}")
+    if cases is None and not isinstance(plan, str):
+        # a plan with its settings: planned afresh (deterministic; cheap beside the edits)
+        found = plan_build_cases(build_dir, parse_plan(plan))
+        if not found:
+            raise NoCasesError(_no_cases_reason(Path(build_dir)))
+        return found
     if cases is None:
         found = load_cases(build_dir)
         kind = plan if isinstance(plan, str) else parse_plan(plan).kind

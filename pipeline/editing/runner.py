@@ -1,19 +1,21 @@
 """Run every editing method on every edit case of a build.
 
-``run_edits(build_dir, model_name, layer, methods)``:
+``run_edits(build_dir, config)`` (:class:`~pipeline.editing.config.EditConfig`):
 
-1. loads the classifier once and cuts it at ``layer`` (:class:`~pipeline.editing.split.SplitModel`:
-   the network before the layer runs once per image, every edit re-runs only the rest);
+1. loads the classifier once and cuts it at the config's ``layer``
+   (:class:`~pipeline.editing.split.SplitModel`: the network before the layer runs once per
+   image, every edit re-runs only the rest);
 2. computes the key statistics ``C`` of the layer over the build's clean images, streamed in
    batches and cached under ``BUILD/edits/cache/`` by (model id, weights hash, layer, image set);
-3. for every case (``BUILD/cases/``; planned with :func:`pipeline.cases.build_cases` if there
-   are none) and method: selects hyper-parameters on the case's validation split under the
-   clean-accuracy budget (:mod:`pipeline.editing.select`), saves the selected delta to
-   ``BUILD/edits/<method>/<case_id>.safetensors`` and every distinct edit of the grid next to
-   it, and evaluates **every candidate** on the test groups and the heldout clean images
-   (:mod:`pipeline.editing.evaluate`; on the cached prefix, so a candidate costs the suffix of
-   the network only): the method's curve of errors corrected against locality, with the
-   selected candidate marked;
+3. for every case (``BUILD/cases/``; planned with :func:`pipeline.cases.plan_cases` by the
+   config's plan if there are none) and method: selects hyper-parameters on the case's
+   validation split under the clean-accuracy budget (:mod:`pipeline.editing.select`), saves
+   the selected delta to ``BUILD/edits/<method>/<case_id>.safetensors`` and every distinct
+   edit of the grid next to it, and evaluates **every candidate** on the test groups, the
+   heldout clean images (:mod:`pipeline.editing.evaluate`; on the cached prefix, so a
+   candidate costs the suffix of the network only) and the config's labelled general sets
+   (:mod:`pipeline.editing.locality`): the method's curve of errors corrected against
+   locality, with the selected candidate marked;
 4. writes the long table ``BUILD/edits/results.parquet``
    (:class:`~pipeline.store.edit_results.EditResultRow`: one row per case x method x
    candidate x part).
@@ -34,7 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,17 @@ from torch import nn
 
 from pipeline import progress
 from pipeline.cases import TEST_GROUPS, EditCase, load_cases
+from pipeline.cases.plans import DEFAULT_MIN_VALIDATION
 from pipeline.edit_curves import grid_defect
 from pipeline.editing import select as selection
 from pipeline.editing.build_images import BuildImages, CaseItems, Item, case_items, image
+from pipeline.editing.config import DEFAULT_METHOD_NAMES, EditConfig
 from pipeline.editing.covariance import CovarianceFactor, cached_key_statistics, weights_digest
 from pipeline.editing.delta import EditResult
 from pipeline.editing.evaluate import case_exemplars, evaluate_case, references
 from pipeline.editing.key_sources import (
     CovarianceSpec,
+    build_max_side,
     case_image_ids,
     covariance_image_ids,
     key_sources,
@@ -59,12 +64,12 @@ from pipeline.editing.key_sources import (
     mixed_name,
 )
 from pipeline.editing.layers import resolve_layer
+from pipeline.editing.locality import GeneralLocality, LabelledSet, load_labelled_set
 from pipeline.editing.masks import mask_transform
 from pipeline.editing.methods import (
     Candidate,
     EditingMethod,
     EditInputs,
-    available_methods,
     create_method,
 )
 from pipeline.editing.predict import Predictor
@@ -101,7 +106,7 @@ __all__ = [
     "run_edits",
     "run_key",
 ]
-DEFAULT_METHODS = ("rewrite", "rewrite-closed", "finetune-local", "finetune-global")
+DEFAULT_METHODS = DEFAULT_METHOD_NAMES
 
 logger = logging.getLogger("conceptswap.edit")
 
@@ -160,7 +165,7 @@ class _Run:
     grids: dict[str, list[Candidate]]
     say: Callable[[str], None]
     min_e_pre: int = 5
-    min_validation: int = 200
+    general: list[LabelledSet] = field(default_factory=list)
 
     def key(self, case: EditCase, name: str) -> str:
         return (
@@ -175,7 +180,7 @@ class _Run:
                 self.image_set_id,
             )
             + (f"-e{self.min_e_pre}" if self.min_e_pre != 5 else "")
-            + (f"-v{self.min_validation}" if self.min_validation != 200 else "")
+            + "".join(f"-g{s.name}" for s in self.general)
         )
 
 
@@ -244,62 +249,48 @@ def _start(
 
 def run_edits(
     build_dir: str | Path,
-    model_name: str,
-    layer: str | None,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    cases: Sequence[EditCase | str] | None = None,
-    budget_pp: float = 1.0,
-    device: str = "auto",
-    covariance_images: CovarianceSpec = None,
+    config: EditConfig | None = None,
     *,
-    covariance_views: str = "center",
-    plan: str = "auto",
-    min_e_pre: int = 5,
-    min_validation: int = 200,
+    cases: Sequence[EditCase | str] | None = None,
     classifier: Any | None = None,
-    classifier_options: Mapping[str, Any] | None = None,
-    grids: Mapping[str, Sequence[Candidate]] | None = None,
-    batch_size: int = 32,
-    feature_cache_mb: int = 2048,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Edit and evaluate; returns ``BUILD/edits`` (results and deltas).
+    """Edit and evaluate every case with every method of ``config``; returns ``BUILD/edits``.
 
-    ``model_name``: a classifier name (``timm:tf_efficientnet_lite0``) loaded with
-    ``classifier_options`` on ``device``, unless a loaded ``classifier`` (an object with
-    ``model``, ``preprocess``, ``id``, ``class_names``) is passed. ``layer``: a dense conv or
-    linear layer of ``classifier.model`` (``get_submodule`` path; ``None``:
-    :func:`default_layer`). ``methods``: registry names (:func:`available_methods`).
-    ``cases``: case objects or ids (default: every case of the build, planned by ``plan``, see
-    :func:`resolve_cases`). ``covariance_images``: another build's folder, a folder of images, a
-    Hugging Face dataset (``hf:…``), a list of such sets (``C`` is then the mean of their
-    second moments), or see
-    :func:`covariance_image_ids` (by default the build's images no case uses); the image set
-    and its overlap with the cases are recorded in every result row. ``covariance_views``:
-    ``windows`` adds each non-square image's two end squares to ``C`` (see
-    :mod:`~pipeline.editing.key_sources`). ``min_e_pre``: a test
-    group with fewer errors before the edit is *unmeasurable* (``measurable`` false; the
-    comparison leaves it out of the means). ``min_validation``: a case with fewer clean
-    validation images cannot resolve the budget (one image weighs ``100/n`` pp): its rows say
-    ``budget_resolved = False`` and ``within_budget = None``. ``grids``: per-method candidate
-    lists replacing the methods' own ``grid``. Every candidate is evaluated on the test groups
-    and the heldout images, so the results hold each method's whole curve.
+    Args:
+        build_dir: a build with edit cases (planned by ``config.plan`` when it has none).
+        config: the experiment (:class:`~pipeline.editing.config.EditConfig`; default: its
+            defaults): model and layer, methods with their settings and grids, the budget, the
+            image sets of the key statistics ``C`` and the labelled general locality sets.
+        cases: case objects or ids to run (default: every case of the build, or
+            ``config.cases``).
+        classifier: an already loaded classifier (an object with ``model``, ``preprocess``,
+            ``id``, ``class_names``) instead of loading ``config.model``.
+        log: where progress lines go (default: the ``conceptswap.edit`` logger).
+
+    Every candidate of every grid is evaluated on the test groups, the heldout clean images
+    and the general sets, so the results hold each method's whole curve; the budget-selected
+    candidate is marked. A case whose clean validation split is smaller than its plan's
+    ``min_validation`` cannot resolve the budget (one image weighs ``100/n`` pp): its rows say
+    ``budget_resolved = False`` and ``within_budget = None``.
     """
+    config = config or EditConfig()
     say = log or logger.info
-    unknown = [m for m in methods if m not in available_methods()]
-    if unknown:
-        raise ValueError(f"unknown edit methods {unknown}; known: {available_methods()}")
     build_dir = Path(build_dir)
     if classifier is None:
-        from pipeline.classify import create_classifier
+        from pipeline.classify import EAGER, create_classifier
 
-        classifier = create_classifier(model_name, device=device, **dict(classifier_options or {}))
+        # editing needs the torch model only: no engine probe
+        classifier = create_classifier(
+            config.model, engine=EAGER, device=config.device, **config.model_options
+        )
     classifier.model.eval()
-    layer = layer or default_layer(classifier.model)
+    layer = config.layer or default_layer(classifier.model)
     resolve_layer(classifier.model, layer)
-    all_cases = resolve_cases(build_dir, cases, plan)
+    all_cases = resolve_cases(build_dir, cases if cases is not None else config.cases, config.plan)
     if not all_cases:
         raise NoCasesError(f"no edit cases selected in {build_dir}")
+    methods = config.method_names
     say(f"{len(all_cases)} cases x {len(methods)} methods on {classifier.id} at {layer}")
     # C avoids the images of every case of the build, not only of this batch of cases
     known = {case.case_id: case for case in [*load_cases(build_dir), *all_cases]}
@@ -307,32 +298,34 @@ def run_edits(
         build_dir,
         classifier,
         layer,
-        covariance_images,
-        batch_size,
-        feature_cache_mb,
+        covariance_spec(config.covariance.images),
+        config.batch_size,
+        config.feature_cache_mb,
         say,
         list(known.values()),
-        covariance_views,
+        config.covariance.views,
     )
     edit_model = split if split is not None else classifier.model
-    chosen = {name: create_method(name) for name in methods}
+    general = _general_sets(config, classifier, edit_model, split, data, say)
+    chosen = {m.name: create_method(m.name, **m.settings) for m in config.methods}
+    grids = {m.name: grid_candidates(m.grid) for m in config.methods if m.grid is not None}
     run = _Run(
         build_dir=build_dir,
         classifier=classifier,
         layer=layer,
         edit_model=edit_model,
-        predictor=Predictor(edit_model, classifier.preprocess, data, split, batch_size),
+        predictor=Predictor(edit_model, classifier.preprocess, data, split, config.batch_size),
         masks=mask_transform(classifier),
         factor=factor,
         weights_hash=weights_hash,
         image_set_id=image_set_id,
         covariance_overlap=overlap,
-        budget_pp=budget_pp,
+        budget_pp=config.budget_pp,
         methods=chosen,
         grids={name: selection.candidates(method, grids) for name, method in chosen.items()},
         say=say,
-        min_e_pre=int(min_e_pre),
-        min_validation=int(min_validation),
+        min_e_pre=config.min_e_pre,
+        general=general,
     )
 
     results_path = edits_dir(build_dir) / RESULTS_FILE
@@ -423,6 +416,69 @@ def _select(
     return result, chosen.solves
 
 
+def _general_fields(measured: Sequence[GeneralLocality]) -> dict[str, Any]:
+    """The result row's general-locality fields: the first general set's figures (the others
+    are in the log), empty without one."""
+    if not measured:
+        return {}
+    first = measured[0]
+    return {
+        "general_set": first.name,
+        "general_n": first.n,
+        "general_unchanged": first.unchanged,
+        "general_acc_pre": first.acc_pre,
+        "general_acc_post": first.acc_post,
+        "general_drop_pp": first.drop_pp,
+    }
+
+
+def _general_sets(
+    config: EditConfig,
+    classifier: Any,
+    model: nn.Module,
+    split: SplitModel | None,
+    data: BuildImages,
+    say: Callable[[str], None],
+) -> list[LabelledSet]:
+    """The config's labelled general sets, held at the edited layer."""
+    sets = []
+    for spec in config.locality.general:
+        tick = time.perf_counter()
+        labelled = load_labelled_set(
+            spec,
+            model,
+            classifier.preprocess,
+            split,
+            label_column=config.locality.label_column,
+            limit=config.locality.limit,
+            max_side=build_max_side(data),
+            batch_size=config.batch_size,
+        )
+        measured = labelled.measure(None)
+        say(
+            f"general locality set {labelled.name}: {labelled.n} images, accuracy "
+            f"{100 * measured.acc_pre:.1f} % ({time.perf_counter() - tick:.1f} s)"
+        )
+        sets.append(labelled)
+    return sets
+
+
+def covariance_spec(images: Sequence[str]) -> CovarianceSpec:
+    """The key statistics' image sets of a config (none: the build's own images no case uses;
+    one: that build, folder or ``hf:`` dataset; several: their equal-weight mix)."""
+    if not images:
+        return None
+    return images[0] if len(images) == 1 else list(images)
+
+
+def grid_candidates(grid: Sequence[Mapping[str, Any]]) -> list[Candidate]:
+    """A config's grid (settings per candidate, with an optional ``scale``) as candidates."""
+    return [
+        Candidate({k: v for k, v in point.items() if k != "scale"}, float(point.get("scale", 1.0)))
+        for point in grid
+    ]
+
+
 def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
@@ -436,7 +492,8 @@ def _run_case(
     cf_refs: dict[Item, int] = {}
     pre: dict[Any, int] | None = None
     pre_logp: dict[Any, float] | None = None
-    pp_per_image, resolved = selection.budget_resolution(len(case.validation), run.min_validation)
+    min_validation = int(case.params.get("min_validation", DEFAULT_MIN_VALIDATION))
+    pp_per_image, resolved = selection.budget_resolution(len(case.validation), min_validation)
     rows: list[EditResultRow] = []
     for name in names:
         saved = _saved_selection(run, case, name, keys[name])
@@ -476,10 +533,12 @@ def _run_case(
                 min_e_pre=run.min_e_pre,
             )
             pre, pre_logp = evaluation.pre, evaluation.pre_logp
-            evaluations.append((evaluation, time.perf_counter() - tick))
+            solve = solves[int(trials[index].get("solve", 0))]
+            general = [s.measure(solve, candidate.scale) for s in run.general]
+            evaluations.append((evaluation, time.perf_counter() - tick, general))
         chosen_params = summary.get("candidate", {})
         selected_index = next((i for i, c in enumerate(grid) if c.to_dict() == chosen_params), 0)
-        defect = grid_defect([e.rows[0]["lr"] / 100.0 for e, _ in evaluations], LOCALITY_FLOOR)
+        defect = grid_defect([e.rows[0]["lr"] / 100.0 for e, _, _ in evaluations], LOCALITY_FLOOR)
         info = {
             "case_id": case.case_id,
             "concept": case.concept,
@@ -507,7 +566,7 @@ def _run_case(
             "select_s": _float(summary.get("select_s")),
             "reused_delta": reused,
         }
-        for index, (candidate, (evaluation, eval_s)) in enumerate(
+        for index, (candidate, (evaluation, eval_s, general)) in enumerate(
             zip(grid, evaluations, strict=True)
         ):
             trial = trials[index]
@@ -521,6 +580,7 @@ def _run_case(
                 "strength": _float(trial.get("strength")),
                 "edit_s": _float(trial.get("edit_s")),
                 "eval_s": eval_s,
+                **_general_fields(general),
             }
             rows += [EditResultRow(**info, **scores, **row) for row in evaluation.rows]
         chosen_rows = evaluations[selected_index][0].rows

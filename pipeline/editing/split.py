@@ -308,5 +308,11 @@ class SplitModel(nn.Module):
                 rows.append(self._cache[key])
         return tuple(torch.stack([row[k] for row in rows]) for k in range(len(rows[0])))
 
+    def prefix(self, images: Tensor) -> Frontier:
+        """Frontier values of a batch, computed without the cache (for a set its caller keeps,
+        such as a locality set that every candidate re-reads)."""
+        with torch.no_grad():
+            return tuple(value.detach() for value in self._prefix_values(images))
+
     def forward(self, images: Tensor) -> Any:
         return self.run_suffix(self.run_prefix(images))

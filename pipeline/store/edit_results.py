@@ -53,7 +53,10 @@ class EditResultRow(Record):
     ``err_bits`` (per clean-correct counterfactual "error before"+"error after"),
     ``same_bits`` (clean part: per heldout image "1" when its top-1 is unchanged); and the
     case-level ``sr``, ``sr_n``, ``lr``, ``lr_n``, ``clean_acc_pre``, ``clean_acc_post``,
-    ``clean_drop_pp``.
+    ``clean_drop_pp``. General locality (the config's labelled general set, per candidate):
+    ``general_set`` (its id), ``general_n``, ``general_unchanged`` (top-1 unchanged, a
+    fraction), ``general_acc_pre`` / ``general_acc_post`` and ``general_drop_pp``; empty and NaN
+    without one.
     """
 
     kind: ClassVar[str] = "edit_results"
@@ -114,6 +117,12 @@ class EditResultRow(Record):
     clean_acc_pre: float
     clean_acc_post: float
     clean_drop_pp: float
+    general_set: str = ""
+    general_n: int = 0
+    general_unchanged: float = float("nan")
+    general_acc_pre: float = float("nan")
+    general_acc_post: float = float("nan")
+    general_drop_pp: float = float("nan")
 
 
 def results_table(rows: Iterable[EditResultRow | dict]) -> pa.Table:
