@@ -19,23 +19,6 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CAMVID = DATASETS / "camvid"
 COCO = DATASETS / "coco-panoptic-sample"
 COCO_CONCEPTS = ["grass", "sky", "road", "snow", "tree"]
-# CamVid error case (issue 15, measured in docs/editing.md): 10 exemplars fix a larger share
-# of the induced errors per clean frame changed than 3 (every draw tried); val_frac 0.1 keeps
-# >= 200 of the 233 test frames held out (`pipeline.cases.splits.error_split_sizes`); the
-# scale grid reaches the true closed form (1.0).
-# One case per style image (the three snow styles transfer to each other very unequally), and
-# C = the mean of the val frames' and the ImageNet samples' second moments, each image with its
-# two end squares ("windows"): 101 frames of one domain, centre-cropped, leave directions of
-# the 672-d keys that the test frames use under-sampled (docs/editing.md, fourth run).
-CAMVID_DEFAULTS = {
-    "n_train": 10,
-    "val_frac": 0.1,
-    "scales": [0.25, 0.5, 0.75, 1.0],
-    "each_style": True,
-    "cov_extra": [str(DATASETS / "imagenet-samples" / "images")],
-    "cov_views": "windows",
-}
-MIN_HELDOUT = 200
 
 
 def coco_segment(concepts: list[str]) -> dict:
@@ -67,15 +50,16 @@ def link(paths: list[Path], folder: Path) -> None:
         (folder / path.name).symlink_to(path)
 
 
-def camvid_config(split: str, textures: list[str]) -> dict:
-    """CamVid frames of one split, ground-truth road masks from the label PNGs, label-free."""
+def camvid_config(split: str, textures: tuple[str, ...] = ("snow",)) -> dict:
+    """CamVid frames of one split, ground-truth road masks from the label PNGs, label-free;
+    the first three styles of each texture (snow/0-2, as in the earlier runs)."""
     return {
         "name": f"camvid-{split}",
         "seed": 0,
         "shard_size": 25,
         "source": {"kind": "folder", "path": str(CAMVID / split)},
         "segment": camvid_segment(split, ["road"]),
-        "stylize": {"textures": textures},
+        "stylize": {"textures": list(textures), "styles_per_texture": 3},
         "filter": {"require_clean_correct": False},
     }
 
@@ -89,6 +73,41 @@ def coco_config(name: str, folder: Path, concepts: list[str], textures: list[str
         "shard_size": 25,
         "source": {"kind": "folder", "path": str(folder)},
         "segment": coco_segment(concepts),
-        "stylize": {"textures": textures},
+        "stylize": {"textures": textures, "styles_per_texture": 3},
         "filter": {"require_clean_correct": False},
     }
+
+
+def coco_configs(root: Path, every: int = 3) -> dict[str, dict]:
+    """`coco-cases` and `coco-covariance`: every ``every``-th photo by file name for `C`."""
+    from pipeline.cases.splits import covariance_split, list_photos
+
+    case_photos, cov_photos = covariance_split(list_photos(COCO / "images"), every)
+    configs = {}
+    for role, photos in (("cases", case_photos), ("covariance", cov_photos)):
+        folder = root / f"coco-photos-{role}"
+        link(photos, folder)
+        configs[f"coco-{role}"] = coco_config(
+            f"coco-{role}", folder, COCO_CONCEPTS, ["snow", "wood"]
+        )
+    return configs
+
+
+def imagenet_configs(samples: Path, root: Path, every: int = 3) -> dict[str, dict]:
+    """`imagenet-cases` and `imagenet-covariance` (every ``every``-th photo by file name):
+    `cam` background masks from a classifier other than the edited one, at 224 px."""
+    from pipeline.cases.splits import covariance_split, list_photos
+
+    case_photos, cov_photos = covariance_split(list_photos(samples), every)
+    configs = {}
+    for role, photos in (("cases", case_photos), ("covariance", cov_photos)):
+        folder = root / f"imagenet-photos-{role}"
+        link(photos, folder)
+        configs[f"imagenet-{role}"] = {
+            "name": f"imagenet-{role}",
+            "source": {"kind": "folder", "path": str(folder)},
+            "image": {"max_side": 224},
+            "segment": {"backend": "cam", "concepts": ["background"]},
+            "stylize": {"textures": ["snow", "wood"], "styles_per_texture": 2},
+        }
+    return configs

@@ -381,13 +381,17 @@ def test_camvid_defaults_hold_out_the_photos_the_error_plan_holds_out():
     """The benchmark's held-out count is the error plan's: 233 CamVid frames with 10
     exemplars at val_frac 0.1 keep 201 >= 200 held out (0.12 would keep 196); the 22 validation
     frames cannot grow to 200 without the held-out frames dropping below 200, so they stay."""
-    import sys
+    import os
     from pathlib import Path
 
     from pipeline.cases.splits import error_split_sizes
+    from pipeline.editing.config import EditConfig
+    from pipeline.editing.methods import RewriteClosed
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from edit_datasets import CAMVID_DEFAULTS, MIN_HELDOUT
+    os.environ.setdefault("BUILDS", "/tmp")
+    camvid_config = EditConfig.from_yaml(
+        Path(__file__).resolve().parents[1] / "configs" / "edit-camvid.yaml"
+    )
 
     manifest, images = _manifest(False)
     (case,) = plan_error_cases(manifest, images, ErrorPlan(seed=0, n_train=3, val_frac=0.3))
@@ -396,8 +400,9 @@ def test_camvid_defaults_hold_out_the_photos_the_error_plan_holds_out():
     assert split.test_photos == 26 == 40 - 3 - len(validated)
     assert len(set(case.heldout) & set(manifest["image_id"])) == 26  # photos with the concept
     assert split.validation == len(case.validation) == case.params["n_validation"] == 16
-    n, frac = CAMVID_DEFAULTS["n_train"], CAMVID_DEFAULTS["val_frac"]
+    n, frac = camvid_config.plan.n_train, camvid_config.plan.val_frac
     camvid = error_split_sizes(233 - n, 0, frac, 200)
-    assert camvid.heldout == 201 >= MIN_HELDOUT and camvid.validation == 22
-    assert error_split_sizes(233 - n, 0, 0.12, 200).heldout == 196 < MIN_HELDOUT
-    assert 1.0 in CAMVID_DEFAULTS["scales"]  # the grid reaches the true closed form
+    assert camvid.heldout == 201 >= 200 and camvid.validation == 22
+    assert error_split_sizes(233 - n, 0, 0.12, 200).heldout == 196 < 200
+    scales = [c.scale for c in RewriteClosed.grid]
+    assert min(scales) <= 0.05 and max(scales) > 1.0  # no change up past the closed form

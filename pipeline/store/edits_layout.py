@@ -53,6 +53,21 @@ def solve_path(build_dir: str | Path, method: str, case_id: str, index: int) -> 
     return edits_dir(build_dir) / method / f"{case_id}.solves" / f"{index}.safetensors"
 
 
+def clear_results(build_dir: str | Path) -> int:
+    """Delete a build's edit results, deltas and comparisons (a fresh experiment), keeping the
+    cached key statistics; returns how many entries were removed."""
+    import shutil
+
+    folder = edits_dir(build_dir)
+    removed = 0
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if path.name == CACHE_DIR:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        removed += 1
+    return removed
+
+
 def read_frame(path: Path) -> pd.DataFrame:
     """A results or comparison table; empty when it has not been written yet."""
     return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
