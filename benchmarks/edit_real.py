@@ -22,10 +22,10 @@ into `C` where a config asks) and `imagenet-locality` (the labelled general loca
 The datasets stay in `../shared/datasets` (measurement only; the script exits 0 with
 "skipped: ..." where one is absent); photos are linked, never copied.
 
-Prints the cases, the run's time per stage, the comparison (pooled errors corrected per test
-group at the budget point, every method's curve summary at locality 99 % / 95 %) and, per
-case and method, the clean change predicted by the validation split beside the one measured
-on the held-out images.
+Prints the cases, the comparison `conceptswap edit` prints (pooled errors corrected per test
+group at the budget point; every method's curve summary at locality 99 % / 95 %; per case and
+method the clean change the validation split predicted beside the held-out one) and the run's
+time per stage.
 """
 
 from __future__ import annotations
@@ -85,18 +85,6 @@ def dataset_configs(dataset: str, root: Path) -> dict[str, dict] | None:
     if not SAMPLES.is_dir():
         return None
     return data.imagenet_configs(SAMPLES, root)
-
-
-def print_budget(results) -> None:
-    """Per case and method at the selected candidate: the clean change the validation split
-    predicted, the one measured on the held-out images, and what one validation image weighs."""
-    clean = results[(results["group"] == "clean") & results["selected"]]
-    columns = ["case_id", "method", "candidate", "n_validation", "pp_per_image"]
-    columns += ["budget_resolved", "val_drop_pp", "clean_drop_pp", "general_drop_pp"]
-    frame = clean[columns].copy()
-    frame["gap_pp"] = (frame["clean_drop_pp"] - frame["val_drop_pp"]).abs()
-    print("\nbudget point: validation-predicted vs held-out clean change (pp)")
-    print(frame.round(2).to_string(index=False))
 
 
 def print_stages(results, wall_s: float) -> None:
@@ -164,7 +152,6 @@ def main() -> int:
     results = pd.read_parquet(folder / "results.parquet")
     results = results[results["case_id"].isin([c.case_id for c in cases])]
     pd.set_option("display.width", 220)
-    print_budget(results)
     print_stages(results, wall_s)
     print(
         f"\nbuilds {sum(build_s.values()):.1f} s; total {time.perf_counter() - total:.1f} s on "

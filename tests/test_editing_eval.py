@@ -523,6 +523,11 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
     page = (store.root / "report" / "edits.html").read_text()
     assert fragment in page and "rewrite-closed" in page
     assert "rewrite-closed" in (out / "comparison.md").read_text()
+    # the budget point of every case and method: predicted vs measured clean change
+    budget = pd.read_parquet(out / "budget.parquet")
+    assert len(budget) == len(cases) * len(methods)
+    assert np.allclose(budget["gap_pp"], (budget["clean_drop_pp"] - budget["val_drop_pp"]).abs())
+    assert "Budget point" in (out / "comparison.md").read_text()
     # cached key statistics
     assert list((out / "cache").rglob("*.safetensors"))
 

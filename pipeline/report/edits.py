@@ -231,18 +231,71 @@ def _budget_cell(row: Mapping[str, Any]) -> str:
     return cell + (f" ({unresolved} unresolved)" if unresolved else "")
 
 
-def comparison_markdown(comparison: pd.DataFrame, curves: pd.DataFrame | None = None) -> str:
+BUDGET_FILE = "budget.parquet"
+
+
+def budget_points(results: pd.DataFrame) -> pd.DataFrame:
+    """Per case and method, the budget-selected candidate: the clean change its validation
+    split predicted, the change measured on the held-out clean images, their gap, what one
+    validation image weighs and whether the split resolves the budget, and the general set's
+    accuracy drop.
+
+    Args:
+        results: the results table (:func:`pipeline.store.edit_results.read_results`).
+    """
+    clean = results[(results["group"] == "clean") & results["selected"]]
+    columns = ["case_id", "method", "candidate", "n_validation", "pp_per_image"]
+    columns += ["budget_resolved", "val_drop_pp", "clean_drop_pp", "general_drop_pp"]
+    frame = clean[columns].drop_duplicates(["case_id", "method"]).reset_index(drop=True)
+    frame["gap_pp"] = (frame["clean_drop_pp"] - frame["val_drop_pp"]).abs()
+    return frame
+
+
+def budget_table(points: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of :func:`budget_points`, as display strings."""
+    if points.empty:
+        return []
+    header = ["case", "method", "selected", "validation change (pp)", "held-out change (pp)"]
+    header += ["gap (pp)", "1 validation image (pp)", "general set drop (pp)"]
+
+    def pp(value: float) -> str:
+        return "–" if pd.isna(value) else f"{value:.2f}"
+
+    rows = [
+        [
+            str(row.case_id),
+            str(row.method),
+            str(row.candidate),
+            pp(row.val_drop_pp) + ("" if row.budget_resolved else " (unresolved)"),
+            pp(row.clean_drop_pp),
+            pp(row.gap_pp),
+            pp(row.pp_per_image),
+            pp(row.general_drop_pp),
+        ]
+        for row in points.itertuples()
+    ]
+    return [("Budget point: the change the validation split predicted, and the held-out one",
+             header, rows)]  # fmt: skip
+
+
+def comparison_markdown(
+    comparison: pd.DataFrame,
+    curves: pd.DataFrame | None = None,
+    budget: pd.DataFrame | None = None,
+) -> str:
     """The comparison tables (and the curve summary, when given) as Markdown.
 
     Args:
         comparison: :func:`compare` output.
         curves: the summary of :func:`pipeline.report.edit_curves.edit_curves`.
+        budget: :func:`budget_points`.
     """
     if comparison.empty:
         return "No edit results yet.\n"
     out = []
     tables = comparison_tables(comparison)
     tables += curve_table(curves if curves is not None else pd.DataFrame())
+    tables += budget_table(budget if budget is not None else pd.DataFrame())
     for title, header, rows in tables:
         out.append(f"### {title}\n")
         out.append("| " + " | ".join(header) + " |")
@@ -335,8 +388,11 @@ def write_comparison(build_dir: str | Path) -> Path | None:
     write_frame(curves, out / CURVES_FILE)
     write_frame(points, out / CURVE_POINTS_FILE)
     plot_curves(points, out / CURVES_PNG)
+    budget = budget_points(results)
+    write_frame(budget, out / BUDGET_FILE)
     write_comparison_page(build_dir)
-    return atomic_write_text(out / COMPARISON_MD, comparison_markdown(comparison, curves))
+    markdown = comparison_markdown(comparison, curves, budget)
+    return atomic_write_text(out / COMPARISON_MD, markdown)
 
 
 FRAGMENT = jinja2.Template(
@@ -407,6 +463,7 @@ def comparison_html(build_dir: str | Path, relative_to: str | Path | None = None
 
     tables = comparison_tables(pd.read_parquet(path))
     tables += curve_table(read_frame(out / CURVES_FILE))
+    tables += budget_table(read_frame(out / BUDGET_FILE))
     return FRAGMENT.render(
         tables=tables, figure=src(out / COMPARISON_PNG), curves=src(out / CURVES_PNG)
     )

@@ -7,6 +7,8 @@
                                                front of errors corrected against locality
                                                at 99 / 95 %, and the fronts as a figure
 <build>/edits/curve_points.parquet             every candidate's point, the budget point
+<build>/edits/budget.parquet                   per case and method: the selected candidate's
+                                               validation-predicted and held-out clean change
 <build>/edits/<method>/<case_id>.safetensors   the selected edit's weight delta
 <build>/edits/<method>/<case_id>.solves/<j>.safetensors   every distinct unscaled edit of the
                                                grid (evaluated as the curve)
