@@ -1,7 +1,7 @@
 """The edit experiment's config: one declaration of what `conceptswap edit -c edit.yaml` runs.
 
 The plan of the cases, the model and its layer, the methods with their grids, the budget, the
-key statistics' image sets, the locality sets and the seed, like `BuildConfig` for a build:
+key statistics' image sets and the locality sets (the cases' seed is the plan's), like `BuildConfig` for a build:
 unknown keys are errors, values are range-checked, and the whole file is validated before any
 work starts. `configs/edit-*.yaml` hold the measured setups of the benchmarks.
 """
@@ -106,8 +106,6 @@ class EditConfig(_Section):
     covariance: CovarianceConfig = Field(default_factory=CovarianceConfig)
     locality: LocalityConfig = Field(default_factory=LocalityConfig)
     min_e_pre: int = Field(default=5, ge=0)  # fewer errors before: the group is unmeasurable
-    bootstrap: int = Field(default=1000, ge=0)  # resamples of the curves' intervals
-    seed: int = Field(default=0, ge=0)
     batch_size: int = Field(default=32, ge=1)
     feature_cache_mb: int = Field(default=2048, ge=0)
 

@@ -31,6 +31,7 @@ from pipeline.report.stats import mean_interval
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
 from pipeline.store.edit_results import read_results
 from pipeline.store.edits_layout import (
+    BUDGET_FILE,
     COMPARISON_FILE,
     COMPARISON_MD,
     COMPARISON_PNG,
@@ -229,9 +230,6 @@ def _budget_cell(row: Mapping[str, Any]) -> str:
     cell = f"{row['within_budget']}/{row['n_cases']}"
     unresolved = int(row.get("budget_unresolved", 0) or 0)
     return cell + (f" ({unresolved} unresolved)" if unresolved else "")
-
-
-BUDGET_FILE = "budget.parquet"
 
 
 def budget_points(results: pd.DataFrame) -> pd.DataFrame:

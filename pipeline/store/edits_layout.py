@@ -38,6 +38,7 @@ COMPARISON_PNG = "comparison.png"
 CURVES_FILE = "curves.parquet"
 CURVE_POINTS_FILE = "curve_points.parquet"
 CURVES_PNG = "curves.png"
+BUDGET_FILE = "budget.parquet"
 CACHE_DIR = "cache"
 EDITS_PAGE = "report/edits.html"
 
