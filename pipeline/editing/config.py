@@ -1,9 +1,9 @@
 """The edit experiment's config: one declaration of what `conceptswap edit -c edit.yaml` runs.
 
-The plan of the cases, the model and its layer, the methods with their grids, the budget, the
-key statistics' image sets and the locality sets (the cases' seed is the plan's), like `BuildConfig` for a build:
-unknown keys are errors, values are range-checked, and the whole file is validated before any
-work starts. `configs/edit-*.yaml` hold the measured setups of the benchmarks.
+The plan of the cases (with their seed), the model and its layer, the methods with their
+grids, the budget, the key statistics' image sets and the locality sets, like `BuildConfig`
+for a build: unknown keys are errors, values are range-checked, and the whole file is
+validated before any work starts. `configs/edit-*.yaml` hold the benchmarks' setups.
 """
 
 from __future__ import annotations
