@@ -359,6 +359,40 @@ def edit(
     typer.echo(str(folder))
 
 
+@app.command("train-locator")
+def train_locator(
+    config_path: Annotated[
+        Path,
+        typer.Option(
+            "--config", "-c", help="Locator config YAML (builds, pairs, test pairs, loops, out)."
+        ),
+    ],
+) -> None:
+    """Meta-train a where-to-edit locator; prints its folder (methods: [{name: where-to-edit,
+    settings: {locator: FOLDER}}] uses it)."""
+    from pipeline.config import ConfigError
+    from pipeline.editing.locate.config import LocatorConfig
+    from pipeline.validate import Problem, check_device, config_problems
+
+    try:
+        config = LocatorConfig.from_yaml(config_path)
+    except ConfigError as error:
+        fail(config_problems(error, str(config_path)))
+    problems = [
+        Problem("builds", f"{build} is not a folder (in {config_path})")
+        for build in config.builds
+        if not Path(build).is_dir()
+    ]
+    fail(problems + check_device(config.device, "device"))
+    with expected_errors():
+        from flows.locator import train_locator as train_flow  # imports Prefect: inputs are right
+
+        with quiet_flow_logs():
+            folder = train_flow(config)
+    console.print(f"[green]locator[/green] {folder}")
+    typer.echo(str(folder))
+
+
 @app.command()
 def concepts(build_dir: BuildArgument = None) -> None:
     """Per-concept statistics of a build: images, kept and rejected masks, areas, scores."""

@@ -24,6 +24,7 @@ method leaves the model as it found it and returns an :class:`EditResult` (apply
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 from abc import ABC, abstractmethod
@@ -442,3 +443,109 @@ class FinetuneGlobal(_Finetune):
 
     def trained(self, model: nn.Module, layer: str) -> list[str]:
         return parameters_from(model, layer)
+
+
+# -- locate, then edit (Yang et al. 2024) ------------------------------------------------------
+@register
+@dataclass(frozen=True)
+class WhereToEdit(EditingMethod):
+    """A trained locator masks parameter groups of the last blocks; only those are fine-tuned
+    on the exemplars by plain SGD (:mod:`pipeline.editing.locate`).
+
+    ``locator``: the trained locator's folder, file or name (``conceptswap train-locator``);
+    required unless ``mask`` is a control: ``gradient`` (the top gradient scores, the locator
+    before training) or ``random`` (groups drawn at the same sparsity, ``seed``). Without a
+    locator the groups are the last ``blocks`` blocks' of the architecture's declaration; with
+    one, the groups it was trained on. ``sparsity``: the share of groups left untouched.
+
+    The layer the runner cuts the model at should lie at or before the first edited block, so
+    that the cached prefix is reused (otherwise the edit runs the whole network, still exact).
+
+    Grid: ``sparsity`` 0.99, 0.95, 0.9 x ``steps`` 1, 5, 20 x ``lr`` 1e-3, 1e-2, from a one-step
+    nudge of 1 % of the groups (locality near 100 %) to 20 steps on 10 %.
+    """
+
+    name: ClassVar[str] = "where-to-edit"
+    grid: ClassVar[tuple[Candidate, ...]] = tuple(
+        Candidate({"sparsity": sparsity, "steps": steps, "lr": lr})
+        for sparsity in (0.99, 0.95, 0.9)
+        for steps in (1, 5, 20)
+        for lr in (1e-3, 1e-2)
+    )
+    locator: str | None = None
+    mask: str = "locator"
+    sparsity: float = 0.95
+    steps: int = 5
+    lr: float = 1e-2
+    blocks: int = 2
+    seed: int = 0
+
+    def layout_and_locator(self, model: nn.Module) -> tuple[Any, Any]:
+        """The group layout and the locator network (``None`` for the controls)."""
+        from pipeline.editing.covariance import weights_digest
+        from pipeline.editing.locate import load_locator, parameter_groups
+
+        if self.mask == "locator":
+            if not self.locator:
+                raise ValueError(
+                    "where-to-edit needs a trained locator: set `locator: PATH_OR_NAME` in the "
+                    "method's settings (methods: [{name: where-to-edit, settings: {locator: "
+                    "...}}]; train one with `conceptswap train-locator -c locator.yaml`), or "
+                    "`mask: gradient` / `mask: random` for the controls"
+                )
+            artifact = load_locator(self.locator)
+            expected = artifact.weights_hash
+            if expected and weights_digest(model) != expected:
+                raise ValueError(
+                    f"locator {self.locator!r} was trained on {artifact.model_id} with weights "
+                    f"{expected}; this model's weights differ: train a locator for it"
+                )
+            return artifact.layout, artifact.locator
+        if self.locator:
+            from pipeline.editing.locate import load_locator
+
+            return load_locator(self.locator).layout, None
+        return parameter_groups(model, self.blocks), None
+
+    def deltas(self, model: nn.Module, layer: str, case: EditInputs) -> dict[str, Tensor]:
+        deltas, mask = self.locate(model, case)
+        seen = _WHERE_TO_EDIT_MASKS.get()
+        if seen is not None:
+            seen.append(mask)
+        return deltas
+
+    def locate(self, model: nn.Module, case: EditInputs) -> tuple[dict[str, Tensor], Tensor]:
+        """The deltas and the ``(G,)`` mask of one edit."""
+        from pipeline.editing.locate import locate_and_edit
+
+        layout, locator = self.layout_and_locator(model)
+        located = locate_and_edit(
+            model,
+            layout,
+            case.exemplars,
+            kind=self.mask,
+            sparsity=self.sparsity,
+            lr=self.lr,
+            steps=self.steps,
+            locator=locator,
+            seed=self.seed,
+        )
+        return located.deltas, located.mask
+
+    def edit(self, model: nn.Module, layer: str, case: EditInputs) -> EditResult:
+        """As every method's, with the mask's active groups (indices into the layout) in the
+        metadata (``mask``)."""
+        masks: list[Tensor] = []
+        token = _WHERE_TO_EDIT_MASKS.set(masks)
+        try:
+            result = super().edit(model, layer, case)
+        finally:
+            _WHERE_TO_EDIT_MASKS.reset(token)
+        result.metadata["mask"] = json.dumps(masks[-1].nonzero().flatten().tolist())
+        return result
+
+
+# where WhereToEdit.deltas hands its mask to WhereToEdit.edit (the base class builds the result)
+_WHERE_TO_EDIT_MASKS: contextvars.ContextVar[list[Tensor] | None] = contextvars.ContextVar(
+    "where_to_edit_masks", default=None
+)
