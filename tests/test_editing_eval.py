@@ -311,12 +311,10 @@ def photo(rng: np.random.Generator, cls: int, height: int = 14, width: int = 20)
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
-@pytest.fixture
-def tiny_build(tmp_path):
+def write_tiny_build(root: Path) -> BuildStore:
     """Classes 1 and 2 with 5 photos, class 3 with 3; two style images. The manifest says every
     clean photo is classified correctly (the random tiny model decides what it really does)."""
     rng = np.random.default_rng(0)
-    classifier = tiny_classifier()
     mask = np.zeros((14, 20), bool)
     mask[:, :9] = True
     photos = []
@@ -331,8 +329,13 @@ def tiny_build(tmp_path):
             photos.append(
                 {"name": f"{cls}-{index}", "label": cls, "clean": clean, "mask": mask, "cfs": cfs}
             )
-    store = write_build(tmp_path / "build", photos)
-    return store, classifier
+    return write_build(root, photos)
+
+
+@pytest.fixture
+def tiny_build(tmp_path):
+    """:func:`write_tiny_build` and the tiny classifier."""
+    return write_tiny_build(tmp_path / "build"), tiny_classifier()
 
 
 def test_split_model_matches_the_model_and_caches_rows():

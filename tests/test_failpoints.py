@@ -124,24 +124,9 @@ VOLATILE = re.compile(r"_s$|^reused_delta$")  # timings and whether a delta was 
 
 
 def edit_build(root: Path) -> Path:
-    import numpy as np
-    from test_editing_eval import photo, write_build
+    from test_editing_eval import write_tiny_build
 
-    rng = np.random.default_rng(0)
-    mask = np.zeros((14, 20), bool)
-    mask[:, :9] = True
-    photos = []
-    for cls, count in ((1, 5), (2, 5), (3, 3)):
-        for index in range(count):
-            clean = photo(rng, cls)
-            cfs = {}
-            for style in ("snow/0", "snow/1"):
-                pixels = clean.copy()
-                pixels[mask] = (235, 235, 245) if style == "snow/0" else (200, 210, 255)
-                cfs[style] = pixels
-            photos.append({"name": f"{cls}-{index}", "label": cls, "clean": clean,
-                           "mask": mask, "cfs": cfs})  # fmt: skip
-    return write_build(root, photos).root
+    return write_tiny_build(root).root
 
 
 def stable(results: pd.DataFrame) -> pd.DataFrame:

@@ -11,7 +11,7 @@ the network after the layer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,30 +167,3 @@ def load_labelled_set(
         raise ValueError(f"locality set {spec}: no readable image")
     name = f"{label}-{len(ids)}img-{stable_key(sorted(ids), length=12)}"
     return LabelledSet(name, inputs, torch.tensor(labels), model, split)
-
-
-def load_labelled_sets(
-    specs: Sequence[str],
-    model: nn.Module,
-    preprocess: Preprocess,
-    split: SplitModel | None,
-    *,
-    label_column: str = "label",
-    limit: int | None = None,
-    max_side: int | None = None,
-    batch_size: int = 32,
-) -> list[LabelledSet]:
-    """:func:`load_labelled_set` of every spec (arguments as there)."""
-    return [
-        load_labelled_set(
-            spec,
-            model,
-            preprocess,
-            split,
-            label_column=label_column,
-            limit=limit,
-            max_side=max_side,
-            batch_size=batch_size,
-        )
-        for spec in specs
-    ]
