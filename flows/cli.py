@@ -222,20 +222,60 @@ def audit(
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the control masks.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    concept_scores: Annotated[
+        bool,
+        typer.Option(
+            "--concept-scores",
+            help="Also score each model's concepts with TCAV and show them beside the "
+            "counterfactual effects (docs/audit.md).",
+        ),
+    ] = False,
+    concept_layers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--concept-layers",
+            help="Layer (module name) to score with --concept-scores; repeat; the last is "
+            "compared with the counterfactuals (default: blocks.4, blocks.5: timm EfficientNets).",
+        ),
+    ] = None,
+    concept_classes: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="--concept-scores: the most frequent reference classes scored (default 10)."
+        ),
+    ] = None,
     build_option: OldBuildOption = None,
 ) -> None:
     """Counterfactual sensitivity report of one or more classifiers (BUILD/report/index.html)."""
-    from pipeline.validate import check_build_dir, check_classifier_name, check_device
+    from pipeline.validate import Problem, check_build_dir, check_classifier_name, check_device
 
     build = build_argument(build_dir, build_option)
     problems = check_build_dir(build, "audit")
     problems += [p for name in model or () for p in check_classifier_name(name, "--model")]
+    if not concept_scores:
+        problems += [
+            Problem(option, "needs --concept-scores")
+            for option, value in (
+                ("--concept-layers", concept_layers),
+                ("--concept-classes", concept_classes),
+            )
+            if value is not None
+        ]
     fail(problems + check_device(device, "--device"))
     with expected_errors():
-        from flows.audit import audit_model  # imports Prefect: only once the inputs are right
+        # imports Prefect: only once the inputs are right
+        from flows.audit import DEFAULT_CONCEPT_CLASSES, DEFAULT_CONCEPT_LAYERS, audit_model
 
+        layers = (concept_layers or list(DEFAULT_CONCEPT_LAYERS)) if concept_scores else None
         with quiet_flow_logs(), progress_bars():
-            report = audit_model(str(build), model or None, seed=seed, device=device)
+            report = audit_model(
+                str(build),
+                model or None,
+                seed=seed,
+                device=device,
+                concept_layers=layers,
+                concept_classes=concept_classes or DEFAULT_CONCEPT_CLASSES,
+            )
     console.print(f"[green]report[/green] {report}")
     typer.echo(report)
 

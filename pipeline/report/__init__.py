@@ -4,8 +4,10 @@
 the build's counterfactuals and their two controls, a neutral re-rendering of the same mask and
 an area-matched random mask outside the concept (`sensitivity.audit`), writes the
 tables and figures under `BUILD/report/<classifier-slug>/` and the page `BUILD/report/index.html`
-(`html.write_report`). `summary_markdown(build_dir)` summarises the last report as a markdown
-table (a Prefect artifact). Every number is defined in `docs/audit.md`.
+(`html.write_report`), with each model's concept scores (`pipeline.concepts`) beside its
+counterfactual effects when asked (`concepts=True`). `summary_markdown(build_dir)` summarises
+the last report as a markdown table (a Prefect artifact). Every number is defined in
+`docs/audit.md`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from pipeline.report.sensitivity import (
 from pipeline.report.stats import Estimate, diff_proportions, mean_interval, wilson
 
 
-def run_audit(
+def audit_predictions(
     build_dir: str | Path,
     classifier_names: Sequence[str],
     seed: int = 0,
@@ -55,13 +57,11 @@ def run_audit(
     device: str = "auto",
     placement: Placement = DEFAULT_PLACEMENT,
     neutral: Neutral = DEFAULT_NEUTRAL,
-    kept_only: bool = False,
-    embed_images: bool = False,
-) -> Path:
-    """Audit a build with each named classifier (`timm:tf_efficientnet_lite0`, ...); report.
+) -> list[pd.DataFrame]:
+    """Each named classifier's predictions on the build's counterfactuals and their controls.
 
-    Returns the path of `BUILD/report/index.html`. Predictions are cached per classifier id, so
-    re-running with the same models only renders the report again.
+    Cached per classifier id in `BUILD/report/<slug>/predictions.parquet`: a second call with
+    the same models classifies nothing.
     """
     if not classifier_names:
         raise ValueError(
@@ -73,7 +73,47 @@ def run_audit(
         predictions.append(audit(build_dir, classifier, seed, batch_size, placement, neutral))
     if not any(len(p) for p in predictions):
         raise ValueError(f"{build_dir}: the build has no counterfactuals to audit")
-    return write_report(build_dir, predictions, kept_only=kept_only, embed_images=embed_images)
+    return predictions
+
+
+def run_audit(
+    build_dir: str | Path,
+    classifier_names: Sequence[str],
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "auto",
+    placement: Placement = DEFAULT_PLACEMENT,
+    neutral: Neutral = DEFAULT_NEUTRAL,
+    kept_only: bool = False,
+    embed_images: bool = False,
+    concepts: bool = False,
+    concept_layer: str | None = None,
+) -> Path:
+    """Audit a build with each named classifier (`timm:tf_efficientnet_lite0`, ...); report.
+
+    Returns the path of `BUILD/report/index.html`. Predictions are cached per classifier id, so
+    re-running with the same models only renders the report again. With `concepts`, the page
+    also shows each model's stored concept scores (`pipeline.concepts.concept_scores` must have
+    run for it) beside its counterfactual effects, compared at `concept_layer` (default: the
+    deepest scored layer).
+    """
+    predictions = audit_predictions(
+        build_dir, classifier_names, seed, batch_size, device, placement, neutral
+    )
+    scores = None
+    if concepts:
+        from pipeline.concepts import load_concept_scores  # captum loads only when asked
+
+        ids = [str(p["classifier_id"].iloc[0]) for p in predictions if len(p)]
+        scores = {i: load_concept_scores(build_dir, i) for i in ids}
+    return write_report(
+        build_dir,
+        predictions,
+        kept_only=kept_only,
+        embed_images=embed_images,
+        concept_scores=scores,
+        concept_layer=concept_layer,
+    )
 
 
 def _flip_cells(row: pd.Series) -> str:
@@ -136,6 +176,7 @@ __all__ = [
     "ClusterBootstrap",
     "Estimate",
     "audit",
+    "audit_predictions",
     "by_class",
     "by_concept",
     "by_concept_texture",

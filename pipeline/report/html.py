@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from markupsafe import Markup
 from pipeline.report import figures
 from pipeline.report.bootstrap import N_BOOT
 from pipeline.report.compare import comparison
+from pipeline.report.concept_section import concept_section
 from pipeline.report.edits import comparison_html
 from pipeline.report.formatting import CONTROL_COLUMNS, STAT_COLUMNS, format_stat
 from pipeline.report.gallery import MAX_CARDS, gallery_cards
@@ -250,12 +251,17 @@ def write_report(
     n_examples: int = 6,
     embed_images: bool = False,
     max_cards: int = MAX_CARDS,
+    concept_scores: Mapping[str, pd.DataFrame] | None = None,
+    concept_layer: str | None = None,
 ) -> Path:
     """Write every model's tables and figures and `BUILD/report/index.html`; return its path.
 
     `predictions` are `audit` outputs of one or more classifiers on this build. The example
     counterfactuals are chosen from the first model's predictions and shown for every model;
     the gallery shows every counterfactual some model flips (at most `max_cards`).
+    `concept_scores` (classifier id → its `pipeline.concepts` scores table) adds the section
+    "Concept scores (TCAV) beside counterfactual sensitivity" for those models, compared at
+    `concept_layer` (default: the deepest scored layer); without it the page has no such section.
     """
     if not predictions:
         raise ValueError("write_report needs the predictions of at least one classifier")
@@ -295,6 +301,15 @@ def write_report(
         cards=gallery_cards(build_dir, predictions, embed=embed_images, limit=max_cards),
         max_cards=max_cards,
         edits=_edits_fragment(Path(build_dir), root),
+        tcav=[
+            {
+                "id": s.classifier_id,
+                "short": _short_id(s.classifier_id),
+                **concept_section(concept_scores[s.classifier_id], s.predictions, concept_layer),
+            }
+            for s in sections
+            if concept_scores and s.classifier_id in concept_scores
+        ],
         sections=[
             {
                 "id": s.classifier_id,
