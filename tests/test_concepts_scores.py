@@ -69,3 +69,24 @@ def test_cavs_are_reused_when_the_table_must_be_rebuilt(build):
     # then no crop activation is computed and no CAV is trained: only the class gradients
     assert table.attrs["computed"] == {"activations": 0, "cavs": 0, "cached": False}
     assert set(table["layer"]) == {"2"}
+
+
+def test_a_concept_with_one_mask_is_skipped_unless_named(tmp_path):
+    from pipeline.records import ConceptMask
+    from pipeline.store import BuildStore
+    from pipeline.store.manifest import records_to_table, write_table
+
+    # given a build whose third concept ("green") has a single mask
+    root = make_build(tmp_path / "build")
+    store = BuildStore(root)
+    masks = store.read("masks")
+    first = masks[0]
+    rare = ConceptMask("ab" * 32, first.image_id, "green", 1.0, first.area_frac, "gt", first.path)
+    write_table(store.manifest_path("masks"), records_to_table("masks", [*masks, rare]))
+    classifier = TinyClassifier()
+    # when every concept of the build is scored, the rare one is left out
+    table = concept_scores(root, classifier, ["2"], settings=SETTINGS)
+    assert set(table["concept"]) == {"blue", "red"}
+    # and naming it is an error that names it
+    with pytest.raises(ValueError, match="fewer than 2 usable masks of \\['green'\\]"):
+        concept_scores(root, classifier, ["2"], concepts=["green", "red"], settings=SETTINGS)

@@ -16,6 +16,7 @@ with another class or another layer reuses every CAV it shares.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,8 @@ RUNS_FILE = "concept_runs.parquet"
 REFERENCES_FILE = "references.parquet"  # clean predictions of unlabelled images
 _META_KEY = b"conceptswap.concepts"
 EXAMPLES_PER_SEED = 3  # crops kept per concept: n_examples × this, so seeds draw different sets
+
+logger = logging.getLogger("conceptswap.concepts")
 
 
 def classifier_slug(classifier_id: str) -> str:
@@ -105,6 +108,7 @@ def concept_scores(
         model, "cavs": CAVs trained, "cached": whether the table was read as it was}`.
     """
     settings = settings or TcavSettings()
+    named = concepts is not None  # named concepts must all be usable; found ones may be skipped
     layers = list(layers)
     folder = concepts_dir(build_dir, classifier.id)
     build = load_build(
@@ -145,8 +149,11 @@ def concept_scores(
         for c in concepts
     }  # fmt: skip
     empty = [c for c, (examples, _) in crops.items() if len(examples) < 2]
-    if empty:
+    if empty and (named or len(empty) == len(crops)):
         raise ValueError(f"{build_dir}: fewer than 2 usable masks of {empty}")
+    if empty:  # a build's rare concepts (a part found in one photo): left out, and said so
+        logger.warning("concept scores: skipped %s (fewer than 2 usable masks)", empty)
+        crops = {c: found for c, found in crops.items() if c not in empty}
     pool, _ = random_crops(build, settings.random_pool, size)
     tested = {c: rows for c, rows in inputs.items() if len(rows) >= settings.min_inputs}
     data = TcavData(
