@@ -95,11 +95,12 @@ def concept_section(
     """
     from pipeline.concepts import agreement, cross_layer_consistency  # captum: only when asked
 
+    asked = layer
     if layer is not None and layer not in set(scores["layer"]):
         layer = None
     effects = summarize(predictions, ("class", "concept"))
     agree = agreement(scores, effects, effect=EFFECT, layer=layer, top=top, seed=seed)
-    layer = str(agree["layer"])
+    layer = str(agree["layer"]) if agree["layer"] is not None else asked
     effect_of = {(int(e["class"]), e["concept"]): e for e in effects.to_dict("records")}
     chosen = scores[scores["layer"] == layer].sort_values(["class_index", "concept"])
     rows = []
@@ -119,6 +120,13 @@ def concept_section(
     return {
         "layer": layer,
         "rows": rows,
+        # why a table can be empty: a small build (the demo's photos are of different classes)
+        "empty": (
+            "No (class, concept) pair was scored: no class has enough images (TcavSettings"
+            ".min_inputs) or no concept has 2 usable masks."
+            if not rows
+            else ""
+        ),
         "agreement": _agreement_text(agree),
         "rho": agree["rho"],
         "disagreements": disagreements,
