@@ -19,10 +19,11 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.cases.class_groups import class_group
 from pipeline.cases.classes import make_case, plan_class_cases
 from pipeline.cases.eligible import eligible_counterfactuals
 from pipeline.cases.errors import induced_errors, make_error_case, plan_error_cases, rank_pairs
-from pipeline.cases.groups import class_group, plan_group_cases
+from pipeline.cases.groups import plan_group_cases
 from pipeline.cases.plans import (
     DEFAULT_MIN_VALIDATION,
     PLAN_KINDS,

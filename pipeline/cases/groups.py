@@ -18,46 +18,15 @@ index; `params` records `target_group` and `target_classes`.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Sequence
-from functools import lru_cache
-from pathlib import Path
 
 import pandas as pd
 
 from pipeline.cases.classes import make_case
 from pipeline.cases.eligible import eligible_counterfactuals, only_pairs
-from pipeline.cases.plans import GROUP_RULES, GroupPlan
+from pipeline.cases.plans import GroupPlan
 from pipeline.cases.records import EditCase, case_slug
-
-
-@lru_cache(maxsize=1)
-def _validity_rows() -> tuple[tuple[str, int, str], ...]:
-    from pipeline.segment.validity import TABLE_PATH
-
-    with Path(TABLE_PATH).open(encoding="utf-8", newline="") as handle:
-        lines = [line for line in handle if not line.startswith("#")]
-    return tuple(
-        (row["concept"], int(row["class_index"]), row["rule"])
-        for row in csv.DictReader(lines, delimiter="\t")
-    )
-
-
-def class_group(concept: str, rules: Sequence[str] = GROUP_RULES) -> list[int]:
-    """ImageNet class indices that are `concept` by WordNet (e.g. `dog`, `bird`, `cat`).
-
-    Args:
-        concept: a vocabulary concept.
-        rules: which validity-table rules count (`class-is-concept`: the class is a kind of
-            the concept; add `concept-part-of-class` for e.g. `wheel` → wheeled vehicles).
-    """
-    classes = sorted(
-        {index for name, index, rule in _validity_rows() if name == concept and rule in rules}
-    )
-    if not classes:
-        raise KeyError(f"no ImageNet classes for concept {concept!r} with rules {list(rules)}")
-    return classes
 
 
 def group_case(case: EditCase, name: str, classes: Sequence[int]) -> EditCase:

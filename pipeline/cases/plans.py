@@ -20,8 +20,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from pipeline.cases.class_groups import GROUP_RULES, class_group
+
 DEFAULT_MIN_VALIDATION = 200
-GROUP_RULES = ("class-is-concept",)
 
 
 class PlanBase(BaseModel):
@@ -61,8 +62,6 @@ class GroupPlan(PlanBase):
     @classmethod
     def _resolve_group_names(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and isinstance(data.get("groups"), (list, tuple)):
-            from pipeline.cases.groups import class_group
-
             rules = data.get("rules") or GROUP_RULES
             try:
                 groups = {name: class_group(name, rules) for name in data["groups"]}
