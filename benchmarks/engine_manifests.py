@@ -6,7 +6,8 @@
 Builds the offline demo once per `classifier.engine` (each in its own folder, the same seed),
 then compares every `manifest.parquet` with the first one, rows sorted by `cf_id`: the ids, the
 masks, the predictions, the verdicts and `kept` must be equal; the stored probabilities
-(`clean_true_prob`, `cf_true_prob` and the top-k lists) may differ by at most 1e-4 (issue 14).
+(`clean_true_prob`, `cf_true_prob` and the top-k lists) may differ by at most 1e-4 (the
+engines' agreed tolerance).
 Prints, per engine, the engine `auto` would record, the row count, the columns that differ
 beyond the tolerance (none expected), the largest probability difference and whether the top-k
 classes are the same in the same order.
