@@ -126,14 +126,16 @@ def _is_build(path: Path) -> bool:
     return (path / "build.yaml").is_file() or (path / "manifests").is_dir()
 
 
-def _decoded(
+def decoded_images(
     source: Source, refs: Sequence[SourceRef], max_side: int | None
 ) -> Iterator[tuple[SourceRef, np.ndarray]]:
+    """Decoded RGB of `refs` (downscaled to `max_side`); an unreadable one is skipped with a
+    warning naming it."""
     for ref in refs:
         try:
             rgb = decode_image(source.read(ref), ref.uri).rgb
         except (OSError, ImageDecodeError) as err:
-            logger.warning("key statistics: skipped an image: %s", err)
+            logger.warning("skipped an image: %s", err)
             continue
         yield ref, rgb if max_side is None else resize_max_side(rgb, max_side)
 
@@ -148,7 +150,7 @@ def images_source(
     the cases' build ``max_side`` so they reach the classifier's transform like the build's
     own images."""
     good, ids = [], []
-    for ref, rgb in _decoded(source, list(source.refs()), None):
+    for ref, rgb in decoded_images(source, list(source.refs()), None):
         good.append(ref)
         ids.append(pixels_id(rgb))
     if not good:
@@ -158,7 +160,11 @@ def images_source(
     def read(preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
         for chunk in batched(good, batch_size):
             yield preprocess(
-                [v for _, rgb in _decoded(source, chunk, max_side) for v in image_views(rgb, views)]
+                [
+                    v
+                    for _, rgb in decoded_images(source, chunk, max_side)
+                    for v in image_views(rgb, views)
+                ]
             )
 
     return KeySource(name, len(ids), len(set(ids) & used), read)

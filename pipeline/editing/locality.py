@@ -10,7 +10,6 @@ the network after the layer.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.editing.delta import EditResult, applied
-from pipeline.editing.key_sources import HF_PREFIX, is_hf_spec, parse_hf_spec
+from pipeline.editing.key_sources import HF_PREFIX, decoded_images, is_hf_spec, parse_hf_spec
 from pipeline.editing.predict import batched
 from pipeline.editing.split import SplitModel
 from pipeline.hashing import pixels_id, stable_key
-from pipeline.imageio import ImageDecodeError, decode_image, resize_max_side
 from pipeline.sources.base import Source
 from pipeline.sources.folder import FolderSource
 
-logger = logging.getLogger("conceptswap.edit")
 Preprocess = Callable[[list[np.ndarray]], Tensor]
 
 
@@ -147,14 +144,9 @@ def load_labelled_set(
     with torch.no_grad():
         for chunk in batched(refs, batch_size):
             rgbs = []
-            for ref in chunk:
-                try:
-                    rgb = decode_image(source.read(ref), ref.uri).rgb
-                except (OSError, ImageDecodeError) as err:
-                    logger.warning("locality set %s: skipped an image: %s", label, err)
-                    continue
+            for ref, rgb in decoded_images(source, chunk, max_side):
                 ids.append(pixels_id(rgb))
-                rgbs.append(rgb if max_side is None else resize_max_side(rgb, max_side))
+                rgbs.append(rgb)
                 labels.append(-1 if ref.label is None else int(ref.label))
             if not rgbs:
                 continue
