@@ -43,3 +43,25 @@ def classifier():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def flow_calls(monkeypatch) -> list[str]:
+    """Every flow and library entry point a command may start, replaced by a recorder."""
+    import flows.audit
+    import flows.build
+    import flows.edit
+    import pipeline.publish
+    import pipeline.report.build_overview
+
+    calls: list[str] = []
+    for owner, name in (
+        (flows.audit, "audit_model"),
+        (flows.edit, "run_edits"),
+        (flows.build, "build_dataset"),
+        (pipeline.publish, "export_build"),
+        (pipeline.publish, "publish"),
+        (pipeline.report.build_overview, "build_concept_stats"),
+    ):
+        monkeypatch.setattr(owner, name, lambda *a, _name=name, **k: calls.append(_name))
+    return calls

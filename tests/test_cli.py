@@ -32,28 +32,6 @@ def lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.strip()]
 
 
-@pytest.fixture
-def flow_calls(monkeypatch) -> list[str]:
-    """Every flow and library entry point a command may start, replaced by a recorder."""
-    import flows.audit
-    import flows.build
-    import flows.edit
-    import pipeline.publish
-    import pipeline.report.build_overview
-
-    calls: list[str] = []
-    for owner, name in (
-        (flows.audit, "audit_model"),
-        (flows.edit, "run_edits"),
-        (flows.build, "build_dataset"),
-        (pipeline.publish, "export_build"),
-        (pipeline.publish, "publish"),
-        (pipeline.report.build_overview, "build_concept_stats"),
-    ):
-        monkeypatch.setattr(owner, name, lambda *a, _name=name, **k: calls.append(_name))
-    return calls
-
-
 def test_doctor_reports_packaged_weights_and_never_a_token(monkeypatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
     result = runner.invoke(app, ["doctor"], env={"COLUMNS": "200"})

@@ -96,28 +96,6 @@ def build(tmp_path: Path) -> Path:
     return store.root
 
 
-@pytest.fixture
-def started(monkeypatch) -> list[str]:
-    """Every flow and library entry point a command may start, replaced by a recorder."""
-    import flows.audit
-    import flows.build
-    import flows.edit
-    import pipeline.publish
-    import pipeline.report.build_overview
-
-    calls: list[str] = []
-    for owner, name in (
-        (flows.audit, "audit_model"),
-        (flows.edit, "run_edits"),
-        (flows.build, "build_dataset"),
-        (pipeline.publish, "export_build"),
-        (pipeline.publish, "publish"),
-        (pipeline.report.build_overview, "build_concept_stats"),
-    ):
-        monkeypatch.setattr(owner, name, lambda *a, _name=name, **k: calls.append(_name))
-    return calls
-
-
 def command_line(command: str, build: Path, option: str, value: str) -> list[str]:
     """`command [BUILD] [required options] option value`, every other input valid."""
     params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
@@ -132,18 +110,18 @@ def command_line(command: str, build: Path, option: str, value: str) -> list[str
 
 @pytest.mark.parametrize(("command", "option", "value"), CASES)
 def test_an_out_of_range_value_is_one_line_exit_2_and_runs_nothing(
-    command: str, option: str, value: str, build: Path, started: list[str]
+    command: str, option: str, value: str, build: Path, flow_calls: list[str]
 ) -> None:
     result = runner.invoke(app, command_line(command, build, option, value))
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {option}: "), result.output
     assert "Traceback" not in result.output
-    assert started == []
+    assert flow_calls == []
 
 
-def test_an_in_range_value_reaches_the_flow(build: Path, started: list[str]) -> None:
+def test_an_in_range_value_reaches_the_flow(build: Path, flow_calls: list[str]) -> None:
     """The other side of the table: the same command lines with valid numbers do run."""
     runner.invoke(app, ["audit", str(build), "--seed", "0"])
     runner.invoke(app, ["edit", str(build), "--budget-pp", "0"])
-    assert started == ["audit_model", "run_edits"]
+    assert flow_calls == ["audit_model", "run_edits"]
