@@ -93,12 +93,18 @@ def print_stages(results, wall_s: float) -> None:
     per_case = results.drop_duplicates(["case_id", "method", "candidate_index"])
     select = per_case.drop_duplicates(["case_id", "method"]).groupby("method")["select_s"].sum()
     evaluate = per_case.groupby("method")["eval_s"].sum()
+    selected = per_case[per_case["selected"]].groupby("method")["eval_s"].sum()
     print(f"\nedit run: {wall_s:.1f} s wall")
     for method in select.index:
         print(
-            f"  {method}: selection {select[method]:.1f} s, evaluation of every candidate "
-            f"{evaluate[method]:.1f} s"
+            f"  {method}: selection {select[method]:.1f} s, evaluation of the "
+            f"{per_case[per_case['method'] == method]['candidate_index'].nunique()} candidates "
+            f"evaluated {evaluate[method]:.1f} s (the selected one: {selected[method]:.1f} s)"
         )
+    print(
+        f"  curves cost {evaluate.sum() - selected.sum():.1f} s beyond the selected points "
+        f"({evaluate.sum():.1f} s evaluating, {select.sum():.1f} s selecting)"
+    )
 
 
 def main() -> int:
@@ -109,6 +115,11 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=None, help="override the config's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="delete earlier edit results")
+    parser.add_argument(
+        "--single-point",
+        action="store_true",
+        help="evaluate only each method's selected candidate (curves: false), for the cost",
+    )
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_HOME", str(Path(tempfile.gettempdir()) / "prefect-edit-real"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -133,7 +144,7 @@ def main() -> int:
     build_s = build_all(configs, args.out_root)
     cases_build = args.out_root / next(iter(configs))
     config = EditConfig.from_yaml(args.config or REPO / "configs" / f"edit-{args.dataset}.yaml")
-    config = config.overridden(methods=args.methods)
+    config = config.overridden(methods=args.methods, curves=False if args.single_point else None)
     if args.fresh:
         clear_results(cases_build)
     cases = resolve_cases(cases_build, None, config.plan)

@@ -244,6 +244,14 @@ def audit(
             min=1, help="--concept-scores: the most frequent reference classes scored (default 10)."
         ),
     ] = None,
+    concept_min_images: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--concept-scores: a class with fewer images is not scored (default 3; the "
+            "demo's photos are one per class: 1).",
+        ),
+    ] = None,
     build_option: OldBuildOption = None,
 ) -> None:
     """Counterfactual sensitivity report of one or more classifiers (BUILD/report/index.html)."""
@@ -258,13 +266,19 @@ def audit(
             for option, value in (
                 ("--concept-layers", concept_layers),
                 ("--concept-classes", concept_classes),
+                ("--concept-min-images", concept_min_images),
             )
             if value is not None
         ]
     fail(problems + check_device(device, "--device"))
     with expected_errors():
         # imports Prefect: only once the inputs are right
-        from flows.audit import DEFAULT_CONCEPT_CLASSES, DEFAULT_CONCEPT_LAYERS, audit_model
+        from flows.audit import (
+            DEFAULT_CONCEPT_CLASSES,
+            DEFAULT_CONCEPT_LAYERS,
+            DEFAULT_CONCEPT_MIN_IMAGES,
+            audit_model,
+        )
 
         layers = (concept_layers or list(DEFAULT_CONCEPT_LAYERS)) if concept_scores else None
         with quiet_flow_logs(), progress_bars():
@@ -275,6 +289,7 @@ def audit(
                 device=device,
                 concept_layers=layers,
                 concept_classes=concept_classes or DEFAULT_CONCEPT_CLASSES,
+                concept_min_images=concept_min_images or DEFAULT_CONCEPT_MIN_IMAGES,
             )
     console.print(f"[green]report[/green] {report}")
     typer.echo(report)
@@ -335,6 +350,14 @@ def edit(
             help="center, or windows: also each non-square image's two end squares, in C."
         ),
     ] = None,
+    curves: Annotated[
+        bool | None,
+        typer.Option(
+            "--curves/--no-curves",
+            help="Evaluate every grid candidate (each method's curve; the default) or only the "
+            "selected one (faster).",
+        ),
+    ] = None,
     build_option: OldBuildOption = None,
 ) -> None:
     """Edit a classifier with each method on the build's cases; compare (BUILD/edits).
@@ -372,6 +395,7 @@ def edit(
             device=device,
             plan=plan,
             covariance=covariance_section,
+            curves=curves,
         )
     except ConfigError as error:
         fail(config_problems(error, str(config_path or "the options")))

@@ -626,3 +626,49 @@ def test_a_grid_that_never_keeps_locality_is_flagged_and_the_budget_unresolved(t
     assert (weakest["lr"] == 100.0).all() and not again["grid_defect"].any()
     # 13 photos: every case's validation split is far below 200 images
     assert (~results["budget_resolved"]).all() and results["within_budget"].isna().all()
+
+
+def test_without_curves_only_the_selected_candidate_is_evaluated_with_the_same_figures(
+    tiny_build,
+):
+    store, classifier = tiny_build
+    grids = {"rewrite-closed": [Candidate({"rank": 1}, s) for s in (1e-9, 0.5, 1.0, 500.0)]}
+    config = edit_config(["rewrite-closed"], grids, layer="mid")
+    out = runner.run_edits(store.root, config, classifier=classifier)
+    curves = pd.read_parquet(out / "results.parquet")
+    single = config.overridden(curves=False)
+    runner.run_edits(store.root, single, classifier=classifier)
+    results = pd.read_parquet(out / "results.parquet")
+    # a single-point run is recorded beside the curve run (its own run key), not over it
+    points = results[~results["run_key"].isin(curves["run_key"])]
+    assert len(results) == len(curves) + len(points)
+    n_cases = curves["case_id"].nunique()
+    assert points.drop_duplicates(["case_id", "candidate_index"]).shape[0] == n_cases
+    assert points["selected"].all() and not points["grid_defect"].any()
+    # and it is the selected point of the curve, figure for figure
+    key = ["case_id", "candidate_index", "group"]
+    chosen = curves[curves["selected"]].set_index(key).sort_index()
+    again = points.set_index(key).sort_index()
+    assert chosen.index.equals(again.index)
+    for column in ("errors_corrected", "lr", "clean_drop_pp"):
+        np.testing.assert_array_equal(chosen[column].to_numpy(), again[column].to_numpy())
+
+
+def test_the_comparison_reads_each_case_and_methods_last_run(tiny_build):
+    from pipeline.report.edits import budget_points, compare
+    from pipeline.store.edit_results import latest_runs, read_results
+
+    store, classifier = tiny_build
+    grids = {"rewrite-closed": [Candidate({"rank": 1}, s) for s in (1e-9, 1.0)]}
+    config = edit_config(["rewrite-closed"], grids, layer="mid")
+    for run in (config, config.overridden(curves=False), config):  # A, then B, then A again
+        out = runner.run_edits(store.root, run, classifier=classifier)
+    results = read_results(out / "results.parquet")
+    assert results["run_key"].nunique() == 2 * results["case_id"].nunique()
+    latest = latest_runs(results)
+    # the third run reused A's rows and made them the last: the report shows A, once per case
+    assert not latest["run_key"].str.endswith("-single").any()
+    assert set(latest["candidate_index"]) == {0, 1}
+    n_cases = results["case_id"].nunique()
+    assert len(budget_points(latest)) == n_cases
+    assert set(compare(latest)["n_cases"]) == {n_cases}

@@ -106,6 +106,9 @@ class EditConfig(_Section):
     covariance: CovarianceConfig = Field(default_factory=CovarianceConfig)
     locality: LocalityConfig = Field(default_factory=LocalityConfig)
     min_e_pre: int = Field(default=5, ge=0)  # fewer errors before: the group is unmeasurable
+    # every grid candidate on the test groups (each method's curve); false: the selected one
+    # only (a single point per method, what a quick check needs)
+    curves: bool = True
     batch_size: int = Field(default=32, ge=1)
     feature_cache_mb: int = Field(default=2048, ge=0)
 

@@ -166,6 +166,7 @@ class _Run:
     say: Callable[[str], None]
     min_e_pre: int = 5
     general: list[LabelledSet] = field(default_factory=list)
+    curves: bool = True
 
     def key(self, case: EditCase, name: str) -> str:
         return (
@@ -181,6 +182,7 @@ class _Run:
             )
             + (f"-e{self.min_e_pre}" if self.min_e_pre != 5 else "")
             + "".join(f"-g{s.name}" for s in self.general)
+            + ("" if self.curves else "-single")
         )
 
 
@@ -270,8 +272,9 @@ def run_edits(
 
     Every candidate of every grid is evaluated on the test groups, the heldout clean images
     and the general sets, so the results hold each method's whole curve; the budget-selected
-    candidate is marked. A case whose clean validation split is smaller than its plan's
-    ``min_validation`` cannot resolve the budget (one image weighs ``100/n`` pp): its rows say
+    candidate is marked (``config.curves = False``: only the selected candidate is evaluated).
+    A case whose clean validation split is smaller than its plan's ``min_validation`` cannot
+    resolve the budget (one image weighs ``100/n`` pp): its rows say
     ``budget_resolved = False`` and ``within_budget = None``.
     """
     config = config or EditConfig()
@@ -326,6 +329,7 @@ def run_edits(
         say=say,
         min_e_pre=config.min_e_pre,
         general=general,
+        curves=config.curves,
     )
 
     results_path = edits_dir(build_dir) / RESULTS_FILE
@@ -335,13 +339,18 @@ def run_edits(
         keys = {name: run.key(case, name) for name in methods}
         pending = [name for name in methods if keys[name] not in done]
         if not pending:
+            # this run's rows go last again: the report reads each (case, method)'s last run
+            ordered = _last(existing, set(keys.values()))
+            if ordered != existing:
+                existing = ordered
+                write_results(existing, results_path)
             say(f"[{number}/{len(all_cases)}] {case.case_id}: results exist, skipped")
             progress.advance("edit", 1, len(all_cases))
             continue
         fresh = _run_case(run, case, pending, keys)
         fresh_keys = {row.run_key for row in fresh}
         existing = [row for row in existing if row["run_key"] not in fresh_keys]
-        existing += [row.to_row() for row in fresh]
+        existing = _last(existing, set(keys.values())) + [row.to_row() for row in fresh]
         failpoint("edit.before_results")
         write_results(existing, results_path)
         failpoint("edit.after_case")
@@ -349,6 +358,11 @@ def run_edits(
         say(f"[{number}/{len(all_cases)}] {case.case_id}: {', '.join(pending)} done")
         progress.advance("edit", 1, len(all_cases))
     return edits_dir(build_dir)
+
+
+def _last(rows: list[dict[str, Any]], keys: set[str]) -> list[dict[str, Any]]:
+    """``rows`` with those of ``keys`` moved to the end, each group in its order."""
+    return [r for r in rows if r["run_key"] not in keys] + [r for r in rows if r["run_key"] in keys]
 
 
 def _saved_delta(path: Path, key: str) -> EditResult | None:
@@ -518,10 +532,14 @@ def _run_case(
         summary = json.loads(result.metadata.get("selection", "{}"))
         trials = summary.get("trials", [])
         grid = run.grids[name]
+        chosen_params = summary.get("candidate", {})
+        selected_index = next((i for i, c in enumerate(grid) if c.to_dict() == chosen_params), 0)
         # every candidate on the test groups and the heldout images: the method's curve; the
         # predictor re-runs only the network after the layer on cached inputs
+        evaluated = list(range(len(grid))) if run.curves else [selected_index]
         evaluations = []
-        for index, candidate in enumerate(grid):
+        for index in evaluated:
+            candidate = grid[index]
             tick = time.perf_counter()
             evaluation = evaluate_case(
                 run.predictor,
@@ -536,9 +554,8 @@ def _run_case(
             solve = solves[int(trials[index].get("solve", 0))]
             general = [s.measure(solve, candidate.scale) for s in run.general]
             evaluations.append((evaluation, time.perf_counter() - tick, general))
-        chosen_params = summary.get("candidate", {})
-        selected_index = next((i for i, c in enumerate(grid) if c.to_dict() == chosen_params), 0)
-        defect = grid_defect([e.rows[0]["lr"] / 100.0 for e, _, _ in evaluations], LOCALITY_FLOOR)
+        localities = [e.rows[0]["lr"] / 100.0 for e, _, _ in evaluations]
+        defect = grid_defect(localities, LOCALITY_FLOOR) if run.curves else False
         info = {
             "case_id": case.case_id,
             "concept": case.concept,
@@ -566,10 +583,8 @@ def _run_case(
             "select_s": _float(summary.get("select_s")),
             "reused_delta": reused,
         }
-        for index, (candidate, (evaluation, eval_s, general)) in enumerate(
-            zip(grid, evaluations, strict=True)
-        ):
-            trial = trials[index]
+        for index, (evaluation, eval_s, general) in zip(evaluated, evaluations, strict=True):
+            candidate, trial = grid[index], trials[index]
             scores = {
                 "candidate_index": index,
                 "candidate": json.dumps(candidate.to_dict(), sort_keys=True),
@@ -583,13 +598,13 @@ def _run_case(
                 **_general_fields(general),
             }
             rows += [EditResultRow(**info, **scores, **row) for row in evaluation.rows]
-        chosen_rows = evaluations[selected_index][0].rows
+        chosen_rows = evaluations[evaluated.index(selected_index)][0].rows
         ec = {r["group"]: r["errors_corrected"] for r in chosen_rows}
         run.say(
             f"  {name}: {chosen_params} "
             + " ".join(f"{g}={ec[g]:.0f}%" for g in TEST_GROUPS if not math.isnan(ec[g]))
             + f" clean drop {chosen_rows[0]['clean_drop_pp']:.1f} pp, "
-            + f"{len(grid)} candidates evaluated"
+            + f"{len(evaluations)} of {len(grid)} candidates evaluated"
             + ("" if resolved else f"; budget unresolved (1 image = {pp_per_image:.2g} pp)")
             + ("; grid defect: no candidate keeps LR >= 99 %" if defect else "")
             + (" (deltas reused)" if reused else f" ({info['select_s']:.1f} s)")

@@ -29,7 +29,7 @@ from pipeline.edit_stats import parse_bits, pooled_errors_corrected
 from pipeline.report.edit_curves import curve_table, edit_curves, plot_curves
 from pipeline.report.stats import mean_interval
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
-from pipeline.store.edit_results import read_results
+from pipeline.store.edit_results import latest_runs, read_results
 from pipeline.store.edits_layout import (
     BUDGET_FILE,
     COMPARISON_FILE,
@@ -376,7 +376,7 @@ def write_comparison(build_dir: str | Path) -> Path | None:
     (and the page ``report/edits.html``); returns the Markdown path, or None when there are no
     results."""
     out = edits_dir(build_dir)
-    results = read_results(out / RESULTS_FILE)
+    results = latest_runs(read_results(out / RESULTS_FILE))
     if results.empty:
         return None
     comparison = compare(results)

@@ -163,3 +163,16 @@ def read_results(path: str | Path) -> pd.DataFrame:
 def read_rows(path: str | Path) -> list[EditResultRow]:
     """The results table as records."""
     return [EditResultRow.from_row(row) for row in read_results(path).to_dict("records")]
+
+
+def latest_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """Only the rows of each (case, method)'s last run (the run key written last; the runner
+    appends a run's rows after the others), so that a report pools one run per case and method
+    even when the table keeps earlier runs of other settings for reuse."""
+    if results.empty:
+        return results
+    last = results.drop_duplicates(["case_id", "method"], keep="last").set_index(
+        ["case_id", "method"]
+    )["run_key"]
+    keys = pd.MultiIndex.from_frame(results[["case_id", "method"]])
+    return results[results["run_key"].to_numpy() == last.reindex(keys).to_numpy()]
