@@ -180,10 +180,35 @@ def test_the_report_shows_concept_scores_only_when_asked(build: Path) -> None:
     assert "Concept × texture, both controls" in html
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_classes_with_fewer_images_than_the_minimum_are_not_scored(build: Path) -> None:
+    args = ["audit", str(build), "--model", MODEL, "--device", "cpu", "--concept-scores",
+            "--concept-layers", "2", "--concept-min-images"]  # fmt: skip
+    # given the build's classes and their image counts (every class scored at a minimum of 1)
+    assert runner.invoke(app, [*args, "1"]).exit_code == 0
+    every = load_concept_scores(build, TinyClassifier().id)
+    counts = every.drop_duplicates("class_index").set_index("class_index")["n_inputs"]
+    assert len(counts) >= 2 and counts.nunique() >= 2, counts  # classes of different sizes
+    # when the minimum is the largest class's count, only the classes that large are scored
+    largest = int(counts.max())
+    assert runner.invoke(app, [*args, str(largest)]).exit_code == 0
+    scored = load_concept_scores(build, TinyClassifier().id)
+    assert set(scored["class_index"]) == set(counts[counts >= largest].index)
+    # and above it none is, and the page says why
+    result = runner.invoke(app, [*args, str(largest + 1)])
+    assert result.exit_code == 0, result.output
+    assert load_concept_scores(build, TinyClassifier().id).empty
+    section = section_of((build / "report" / "index.html").read_text(encoding="utf-8"))
+    assert "no class has enough images (--concept-min-images, default 3)" in section
+
+
 def test_concept_options_need_concept_scores(build: Path) -> None:
     result = runner.invoke(app, ["audit", str(build), "--concept-layers", "blocks.5"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: --concept-layers: needs --concept-scores"
+    result = runner.invoke(app, ["audit", str(build), "--concept-min-images", "1"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --concept-min-images: needs --concept-scores"
 
 
 def test_significant_pairs_that_move_between_seeds_are_flagged(

@@ -122,8 +122,8 @@ def concept_section(
         "rows": rows,
         # why a table can be empty: a small build (the demo's photos are of different classes)
         "empty": (
-            "No (class, concept) pair was scored: no class has enough images (TcavSettings"
-            ".min_inputs) or no concept has 2 usable masks."
+            "No (class, concept) pair was scored: no class has enough images "
+            "(--concept-min-images, default 3) or no concept has 2 usable masks."
             if not rows
             else ""
         ),
