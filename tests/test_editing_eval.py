@@ -269,6 +269,30 @@ def test_evaluate_case_counts_exactly(coded_build):
     assert same["clean"]["clean_drop_pp"] == 0.0
 
 
+def test_per_item_outcomes_pool_by_style_to_the_group_counts(coded_build):
+    from pipeline.edit_styles import pool_by_style
+
+    store, case = coded_build
+    model = CodeModel()
+    predictor = Predictor(
+        model, StubClassifier(model, _to_tensor()).preprocess, BuildImages(store.root), batch_size=3
+    )
+    evaluation = evaluate_case(predictor, case, remap_5_to_1())
+    outcomes = evaluation.outcomes
+    assert len(outcomes) == sum(len(ids) for ids in case.test_groups.values())
+    pooled = pool_by_style(outcomes).set_index(["group", "style_image"])
+    # the same predictions as the rows: d's clean image is wrong, so it is not counted
+    assert list(pooled.index) == [
+        ("target_heldout_style", "snow/1"),
+        ("target_train_style", "snow/0"),
+    ]
+    trained = pooled.loc[("target_train_style", "snow/0")]
+    held = pooled.loc[("target_heldout_style", "snow/1")]
+    assert (trained["n"], trained["e_pre"], trained["e_post"]) == (4, 2, 1)
+    assert trained["errors_corrected"] == pytest.approx(50.0)
+    assert (held["n"], held["e_pre"], held["e_post"]) == (1, 1, 1)
+
+
 def test_exemplars_are_the_train_split(coded_build):
     store, case = coded_build
     data = BuildImages(store.root)

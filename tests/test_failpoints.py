@@ -163,6 +163,13 @@ def test_a_killed_edit_run_resumes_without_redoing_cases_or_duplicating_rows(
     later = resumed[resumed["case_id"] != done_case]
     assert len(later) and later["reused_delta"].all()
     assert not resumed[resumed["case_id"] == done_case]["reused_delta"].any()
+    # the per-style breakdown, written before the results, is neither lost nor doubled
+    key = ["case_id", "method", "candidate_index", "group", "style_image"]
+    styles = [
+        pd.read_parquet(build / "edits" / "style_outcomes.parquet").sort_values(key)
+        for build in (crashed, reference)
+    ]
+    pd.testing.assert_frame_equal(*(s.reset_index(drop=True) for s in styles))
     assert not list(crashed.rglob(f"{TEMP_PREFIX}*"))
 
 

@@ -5,8 +5,9 @@
 
 A plan (:mod:`pipeline.cases.plans`) is `classes` (random exemplars of one class), `errors`
 (exemplars the classifier gets wrong) or `groups` (a group of classes as the target). The
-planners are pure functions of a counterfactual manifest and the build's image ids
-(:func:`plan_manifest`); :func:`plan_cases` reads a build, plans and writes `BUILD/cases/`.
+planners are pure functions of a counterfactual manifest, the build's image ids and, for an
+error plan over the declared training styles, the styles' splits (:func:`plan_manifest`;
+:mod:`pipeline.cases.styles`); :func:`plan_cases` reads a build, plans and writes `BUILD/cases/`.
 The photo sets a benchmark builds from (a covariance set disjoint from every case) are
 :mod:`pipeline.cases.splits`.
 """
@@ -47,6 +48,7 @@ from pipeline.cases.records import (
     new_case,
     write_cases,
 )
+from pipeline.cases.styles import read_style_splits, require_splits
 from pipeline.store import BuildStore
 
 __all__ = [
@@ -79,12 +81,16 @@ __all__ = [
     "plan_group_cases",
     "plan_manifest",
     "rank_pairs",
+    "read_style_splits",
     "write_cases",
 ]
 
 
 def plan_manifest(
-    manifest: pd.DataFrame, image_ids: Sequence[str], plan: Plan | Mapping[str, Any]
+    manifest: pd.DataFrame,
+    image_ids: Sequence[str],
+    plan: Plan | Mapping[str, Any],
+    style_splits: Mapping[str, str] | None = None,
 ) -> list[EditCase]:
     """The cases of a counterfactual manifest under `plan`, without reading or writing a build.
 
@@ -92,10 +98,12 @@ def plan_manifest(
         manifest: the build's counterfactual manifest (one row per counterfactual).
         image_ids: every image of the build (the pool of the clean splits).
         plan: a plan object or its mapping form (`{"kind": "classes", ...}`).
+        style_splits: the declared split of each style image (:func:`read_style_splits`),
+            needed by an error plan with `exemplar_styles: train`.
     """
     plan = parse_plan(plan)
     if isinstance(plan, ErrorPlan):
-        return plan_error_cases(manifest, image_ids, plan)
+        return plan_error_cases(manifest, image_ids, plan, style_splits)
     if isinstance(plan, GroupPlan):
         return plan_group_cases(manifest, image_ids, plan)
     return plan_class_cases(manifest, image_ids, plan)
@@ -116,9 +124,18 @@ def plan_cases(
 
     Returns:
         The cases, in the planner's order.
+
+    Raises:
+        ValueError: an error plan with `exemplar_styles: train` on a build whose styles
+            manifest declares no split (made before splits were declared: rebuild it).
     """
     store = build if isinstance(build, BuildStore) else BuildStore(build)
+    plan = parse_plan(plan or ClassPlan())
     manifest = store.frame("counterfactuals")
     images = store.frame("images", columns=["image_id"])
-    cases = plan_manifest(manifest, sorted(images["image_id"]), plan or ClassPlan())
+    splits = read_style_splits(store)
+    if isinstance(plan, ErrorPlan) and plan.exemplar_styles == "train":
+        kept = manifest.loc[manifest["kept"].astype(bool), "style_image"]
+        require_splits(splits, kept, f"build {store.root}")
+    cases = plan_manifest(manifest, sorted(images["image_id"]), plan, splits)
     return write_cases(store.root, cases)

@@ -12,6 +12,11 @@ Here a case is planned the way the paper's benchmark is:
   (`target_class = -1`, "any class");
 - **test groups**: every other photo carrying the concept, except those drawn for validation,
   in the four groups of :data:`pipeline.cases.TEST_GROUPS` (target = the exemplars' classes);
+- with `exemplar_styles: train` the exemplars are spread over the texture's declared training
+  styles (:func:`pipeline.cases.styles.spread_exemplars`; `train_style` names those used, as
+  "snow/0+snow/1"), the `*_train_style` groups hold the training styles, the `*_heldout_style`
+  groups only the declared held-out ones, and the transformed validation images are in
+  training styles only, so no choice of the edit ever sees a held-out style;
 - `validation_cf`: the counterfactuals of a share (`val_frac`) of the remaining photos, for
   choosing hyper-parameters on *transformed* images (errors corrected);
 - `validation` / `heldout` clean images: validation = the clean images of the validation
@@ -26,7 +31,7 @@ first ones). Everything is deterministic from the seed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,6 +40,7 @@ from pipeline.cases.eligible import case_rng, eligible_counterfactuals, only_pai
 from pipeline.cases.plans import ErrorPlan
 from pipeline.cases.records import ANY_CLASS, EditCase, new_case
 from pipeline.cases.splits import error_split_sizes
+from pipeline.cases.styles import require_splits, spread_exemplars
 
 
 def induced_errors(rows: pd.DataFrame) -> pd.Series:
@@ -96,6 +102,35 @@ def _pick_n_exemplars(
     return target, style, pool.iloc[picked]
 
 
+def _pick_spread_exemplars(
+    rows: pd.DataFrame,
+    styles: Sequence[str],
+    n_train: int,
+    rng: np.random.Generator,
+    min_train: int | None = None,
+) -> tuple[int, pd.DataFrame] | None:
+    """(target, exemplar rows) among the wrong counterfactuals in `styles`, spread over them,
+    or None: the class with most wrong photos where labels allow, else any class; as many as
+    `n_train`, down to `min_train` (default `n_train`)."""
+    wrong = rows[rows["error"] & rows["style_image"].isin(list(styles))]
+    labelled = rows["label"].notna().any()
+    for n in range(n_train, min(n_train, max(1, min_train or n_train)) - 1, -1):
+        options: list[tuple[int, int]] = []  # (-error photos, target)
+        if labelled:
+            photos = wrong.groupby("target")["image_id"].nunique()
+            options = [(-int(k), int(t)) for t, k in photos.items() if k >= n]
+        if not options and wrong["image_id"].nunique() >= n:  # one source: any class
+            options = [(-int(wrong["image_id"].nunique()), ANY_CLASS)]
+        if not options:
+            continue
+        _, target = min(options)
+        pool = wrong if target == ANY_CLASS else wrong[wrong["target"] == target]
+        picked = spread_exemplars(pool, styles, n, rng)
+        if picked is not None:
+            return target, picked
+    return None
+
+
 def make_error_case(
     rows: pd.DataFrame,
     image_ids: Sequence[str],
@@ -103,10 +138,11 @@ def make_error_case(
     texture: str,
     plan: ErrorPlan | None = None,
     style: str | None = None,
+    style_splits: Mapping[str, str] | None = None,
 ) -> EditCase | None:
     """The error case of one (concept, texture); None if impossible (fewer than `min_train`
-    wrong photos — default `n_train` — in every style image, or fewer than `min_test` test
-    counterfactuals in all).
+    wrong photos — default `n_train` — in every style image, or in the training styles with
+    `exemplar_styles: train`, or fewer than `min_test` test counterfactuals in all).
 
     Args:
         rows: eligible counterfactuals of (concept, texture), with their `target`.
@@ -116,14 +152,38 @@ def make_error_case(
         plan: the settings (default: `ErrorPlan()`).
         style: exemplars in that style image (default: the one with most wrong photos), drawn
             with a generator of their own.
+        style_splits: `style_id → "train" | "heldout"`, the build's declared splits
+            (:func:`pipeline.cases.styles.read_style_splits`); needed by
+            `exemplar_styles: train`.
+
+    Raises:
+        ValueError: `exemplar_styles: train` and a style image without a declared split.
     """
     plan = plan or ErrorPlan()
     rows = rows.assign(error=induced_errors(rows))
-    rng = case_rng(plan.seed, "errors", concept, texture, *([style] if style is not None else []))
-    found = _pick_exemplars(rows, plan.n_train, rng, plan.min_train, style)
-    if found is None:
-        return None
-    target, style, train_rows = found
+    spread = plan.exemplar_styles == "train"
+    if spread:
+        splits = dict(style_splits or {})
+        require_splits(splits, rows["style_image"], "the counterfactual manifest")
+        side = rows["style_image"].astype(str).map(splits)
+        styles = sorted(set(rows.loc[side == "train", "style_image"].astype(str)))
+        rng = case_rng(plan.seed, "errors", concept, texture, "train-styles")
+        spread_found = _pick_spread_exemplars(rows, styles, plan.n_train, rng, plan.min_train)
+        if spread_found is None:
+            return None
+        target, train_rows = spread_found
+        style = "+".join(sorted(set(train_rows["style_image"].astype(str))))
+        in_train_style, in_heldout_style = side == "train", side == "heldout"
+    else:
+        rng = case_rng(
+            plan.seed, "errors", concept, texture, *([style] if style is not None else [])
+        )
+        found = _pick_exemplars(rows, plan.n_train, rng, plan.min_train, style)
+        if found is None:
+            return None
+        target, style, train_rows = found
+        in_train_style = rows["style_image"] == style
+        in_heldout_style = ~in_train_style
     train_images = set(train_rows["image_id"])
     classes = set(train_rows["target"].astype(int))
     photos = sorted(set(rows["image_id"]) - train_images)
@@ -138,18 +198,20 @@ def make_error_case(
     heldout = sorted(test_photos | set(other_order[sizes.validation_others :]))
 
     is_test = rows["image_id"].isin(test_photos)
-    in_style = rows["style_image"] == style
     is_target = rows["target"].astype(int).isin(classes)
     masks = {
-        "target_train_style": is_test & is_target & in_style,
-        "target_heldout_style": is_test & is_target & ~in_style,
-        "other_train_style": is_test & ~is_target & in_style,
-        "other_heldout_style": is_test & ~is_target & ~in_style,
+        "target_train_style": is_test & is_target & in_train_style,
+        "target_heldout_style": is_test & is_target & in_heldout_style,
+        "other_train_style": is_test & ~is_target & in_train_style,
+        "other_heldout_style": is_test & ~is_target & in_heldout_style,
     }
     groups = {name: sorted(rows.loc[mask, "cf_id"]) for name, mask in masks.items()}
     if sum(len(ids) for ids in groups.values()) < max(1, plan.min_test):
         return None
-    validation_cf = sorted(rows.loc[rows["image_id"].isin(val_photos), "cf_id"])
+    is_validation = rows["image_id"].isin(val_photos)
+    if spread:  # the choices of the edit never see a held-out style either
+        is_validation &= in_train_style
+    validation_cf = sorted(rows.loc[is_validation, "cf_id"])
     train = sorted(train_rows["cf_id"])
     params = {
         "plan": "errors",
@@ -164,6 +226,9 @@ def make_error_case(
     }
     if len(train) < plan.n_train:  # fewer wrong photos than asked for (ids of full cases same)
         params["n_train_found"] = len(train)
+    if spread:  # only then: the ids of `one` cases stay what they were
+        params["exemplar_styles"] = "train"
+        params["heldout_styles"] = sorted(set(rows.loc[in_heldout_style, "style_image"]))
     return new_case(
         concept,
         texture,
@@ -180,7 +245,10 @@ def make_error_case(
 
 
 def plan_error_cases(
-    manifest: pd.DataFrame, image_ids: Sequence[str], plan: ErrorPlan | None = None
+    manifest: pd.DataFrame,
+    image_ids: Sequence[str],
+    plan: ErrorPlan | None = None,
+    style_splits: Mapping[str, str] | None = None,
 ) -> list[EditCase]:
     """One error case per (concept, texture) — per (concept, texture, style image) with
     `each_style`, each with its exemplars in that style and the other style images held out,
@@ -191,11 +259,18 @@ def plan_error_cases(
         manifest: the build's counterfactual manifest.
         image_ids: every image of the build.
         plan: the settings (default: `ErrorPlan()`).
+        style_splits: the declared split of each style image (`style_id → "train" |
+            "heldout"`), needed by `exemplar_styles: train`.
+
+    Raises:
+        ValueError: `exemplar_styles: train` and a style image without a declared split.
     """
     plan = plan or ErrorPlan()
     if manifest.empty:
         return []
     eligible = only_pairs(eligible_counterfactuals(manifest), plan.concepts, plan.textures)
+    if plan.exemplar_styles == "train":
+        require_splits(style_splits, eligible["style_image"], "the counterfactual manifest")
     cases: list[EditCase] = []
     pairs = 0
     for concept, texture, _ in rank_pairs(eligible):
@@ -203,7 +278,7 @@ def plan_error_cases(
         styles = sorted(set(rows["style_image"].astype(str))) if plan.each_style else [None]
         found = 0
         for style in styles:
-            case = make_error_case(rows, image_ids, concept, texture, plan, style)
+            case = make_error_case(rows, image_ids, concept, texture, plan, style, style_splits)
             if case is not None:
                 cases.append(case)
                 found += 1

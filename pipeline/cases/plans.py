@@ -3,7 +3,9 @@
 - `classes` (:class:`ClassPlan`): one case per (concept, texture, class), random exemplars of
   the class;
 - `errors` (:class:`ErrorPlan`): one case per (concept, texture) — or per style image — with
-  exemplars the build's classifier gets wrong and every other photo tested;
+  exemplars the build's classifier gets wrong and every other photo tested; with
+  `exemplar_styles: train` the exemplars come from the texture's declared training styles and
+  only its declared held-out styles are tested as "held-out";
 - `groups` (:class:`GroupPlan`): one case per (concept, texture, class group), for data with
   too few photos of one class (one photo per ImageNet class).
 
@@ -86,7 +88,12 @@ class GroupPlan(PlanBase):
 class ErrorPlan(PlanBase):
     """One case per (concept, texture) — per style image with `each_style` — whose exemplars
     the classifier gets wrong; `val_frac` of the other photos validate (transformed), the rest
-    are tested; pairs ranked by induced errors, `max_pairs` first ones kept."""
+    are tested; pairs ranked by induced errors, `max_pairs` first ones kept.
+
+    `exemplar_styles`: `one` draws the exemplars from one style image and holds out the
+    texture's other style images; `train` draws them round-robin across the texture's declared
+    training styles (:mod:`pipeline.stylize.library`) and holds out only its declared held-out
+    styles, so "held-out style" means a style that no exemplar and no validation image used."""
 
     kind: Literal["errors"] = "errors"
     val_frac: float = Field(default=0.3, ge=0.0, lt=1.0)
@@ -94,12 +101,18 @@ class ErrorPlan(PlanBase):
     # accept as few exemplars when no style image has n_train wrong photos (None: n_train)
     min_train: int | None = Field(default=None, ge=1)
     each_style: bool = False
+    exemplar_styles: Literal["one", "train"] = "one"
 
     @model_validator(mode="after")
     def _check_min_train(self) -> ErrorPlan:
         if self.min_train is not None and self.min_train > self.n_train:
             raise ValueError(
                 f"min_train ({self.min_train}) must not exceed n_train ({self.n_train})"
+            )
+        if self.each_style and self.exemplar_styles == "train":
+            raise ValueError(
+                "each_style: true plans one case per style image, exemplar_styles: train one "
+                "case over all training styles; ask for one of them"
             )
         return self
 

@@ -3,10 +3,13 @@
 A case is one (concept, texture, target class). Its parts:
 
 - `train`: exemplars, counterfactuals of the target class re-textured with ONE style image of
-  the texture (the *train style*), each from a different source image;
+  the texture (the *train style*), each from a different source image — or, planned with
+  `exemplar_styles: train`, with several of its declared training styles (`train_style` joins
+  them: "snow/0+snow/1");
 - `test_groups`: counterfactuals of the same concept and texture, in four groups —
   `target_train_style`, `target_heldout_style` (the target class, in the train style / in the
-  texture's other style images), `other_train_style`, `other_heldout_style` (other classes);
+  texture's other style images; with `exemplar_styles: train`, in its training styles / its
+  declared held-out styles), `other_train_style`, `other_heldout_style` (other classes);
 - `validation` and `heldout`: ids of clean images used nowhere else in the case, for choosing
   hyper-parameters (validation) and reporting the clean accuracy drop (heldout);
 - `validation_cf`: counterfactuals for choosing hyper-parameters on transformed images.

@@ -55,7 +55,7 @@ class BuildImages:
 
     def __init__(self, build_dir: str | Path) -> None:
         self.store = BuildStore(build_dir)
-        cf_columns = ["cf_id", "image_id", "mask_id", "label", "clean_pred", "path"]
+        cf_columns = ["cf_id", "image_id", "mask_id", "label", "clean_pred", "path", "style_image"]
         self.counterfactuals = self.store.frame("counterfactuals", cf_columns).set_index(
             "cf_id", drop=False
         )

@@ -2,20 +2,24 @@
 
 :func:`case_exemplars` builds :class:`EditExemplars` from a case's train split;
 :func:`evaluate_case` classifies the case's items with and without an edit and scores them with
-:func:`pipeline.editing.metrics.case_metrics`.
+:func:`pipeline.editing.metrics.case_metrics`; its per-item outcomes (:func:`item_outcomes`)
+let a breakdown such as errors corrected per style image
+(:mod:`pipeline.editing.style_transfer`) pool the same predictions without running the model
+again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
-from pipeline.cases import EditCase
+from pipeline.cases import TEST_GROUPS, EditCase
 from pipeline.editing.build_images import BuildImages, CaseItems, Item, case_items, cf
 from pipeline.editing.delta import EditResult, applied
 from pipeline.editing.exemplars import EditExemplars
@@ -67,16 +71,47 @@ def references(data: BuildImages, items: Iterable[Item], pre: dict[Item, int]) -
     return out
 
 
+def item_outcomes(
+    data: BuildImages,
+    items: CaseItems,
+    refs: dict[Item, int],
+    pre: dict[Item, int],
+    post: dict[Item, int],
+) -> pd.DataFrame:
+    """One row per test counterfactual of the case, with what the part metrics count: its
+    ``group``, ``cf_id``, ``image_id``, ``style_image``, ``clean_correct`` (the unedited model
+    gets its clean image right: it is counted in E), ``correct_pre`` and ``correct_post``."""
+    rows = [
+        {
+            "group": group,
+            "cf_id": item.id,
+            "image_id": items.clean[item].id,
+            "clean_correct": pre[items.clean[item]] == refs[items.clean[item]],
+            "correct_pre": pre[item] == refs[item],
+            "correct_post": post[item] == refs[item],
+        }
+        for group in TEST_GROUPS
+        for item in items.groups.get(group, [])
+    ]
+    columns = ["group", "cf_id", "image_id", "clean_correct", "correct_pre", "correct_post"]
+    outcomes = pd.DataFrame(rows, columns=columns)
+    styles = data.counterfactuals["style_image"].reindex(outcomes["cf_id"]).astype(str)
+    outcomes.insert(3, "style_image", styles.to_numpy())
+    return outcomes
+
+
 @dataclass
 class CaseEvaluation:
     """Rows of :func:`~pipeline.editing.metrics.case_metrics` plus the predictions they came
-    from."""
+    from, and ``outcomes``: per test counterfactual, right or wrong before and after
+    (:func:`item_outcomes`)."""
 
     rows: list[dict[str, Any]]
     pre: dict[Item, int]
     post: dict[Item, int]
     items: CaseItems
     pre_logp: dict[Item, float] | None = None
+    outcomes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _logits_top1(predictor: Predictor, items: Sequence[Item]) -> tuple[dict[Item, int], Tensor]:
@@ -128,4 +163,5 @@ def evaluate_case(
             post, logits = _logits_top1(predictor, tested + [i for i in wanted if i.kind != "cf"])
         post_logp = _logp(logits[: len(tested)], tested, refs)
     rows = case_metrics(items, refs, pre, post, pre_logp, post_logp, min_e_pre)
-    return CaseEvaluation(rows, pre, post, items, pre_logp)
+    outcomes = item_outcomes(predictor.data, items, refs, pre, post)
+    return CaseEvaluation(rows, pre, post, items, pre_logp, outcomes)

@@ -18,7 +18,8 @@
    locality, with the selected candidate marked;
 4. writes the long table ``BUILD/edits/results.parquet``
    (:class:`~pipeline.store.edit_results.EditResultRow`: one row per case x method x
-   candidate x part).
+   candidate x part) and, from the same predictions, errors corrected per style image of the
+   target tests (``style_outcomes.parquet``, :mod:`pipeline.editing.style_transfer`).
 
 The comparison of the methods over cases is written from that table by
 :func:`pipeline.report.edits.write_comparison`; the file layout is
@@ -80,15 +81,22 @@ from pipeline.editing.run_inputs import (
     resolve_cases,
 )
 from pipeline.editing.split import SplitModel
+from pipeline.editing.style_transfer import style_outcome_rows
 from pipeline.failpoints import failpoint
 from pipeline.hashing import stable_key
 from pipeline.store.edit_results import EditResultRow, read_results, write_results
 from pipeline.store.edits_layout import (
     CACHE_DIR,
     RESULTS_FILE,
+    STYLE_OUTCOMES_FILE,
     delta_path,
     edits_dir,
     solve_path,
+)
+from pipeline.store.style_outcomes import (
+    StyleOutcomeRow,
+    read_style_outcomes,
+    write_style_outcomes,
 )
 
 RESULTS_VERSION = "edit-results-v3"
@@ -334,6 +342,8 @@ def run_edits(
 
     results_path = edits_dir(build_dir) / RESULTS_FILE
     existing = read_results(results_path).to_dict("records")
+    styles_path = edits_dir(build_dir) / STYLE_OUTCOMES_FILE
+    style_rows = read_style_outcomes(styles_path).to_dict("records")
     done = {row["run_key"] for row in existing}
     for number, case in enumerate(all_cases, 1):
         keys = {name: run.key(case, name) for name in methods}
@@ -347,10 +357,14 @@ def run_edits(
             say(f"[{number}/{len(all_cases)}] {case.case_id}: results exist, skipped")
             progress.advance("edit", 1, len(all_cases))
             continue
-        fresh = _run_case(run, case, pending, keys)
+        fresh, fresh_styles = _run_case(run, case, pending, keys)
         fresh_keys = {row.run_key for row in fresh}
         existing = [row for row in existing if row["run_key"] not in fresh_keys]
         existing = _last(existing, set(keys.values())) + [row.to_row() for row in fresh]
+        style_rows = [row for row in style_rows if row["run_key"] not in fresh_keys]
+        style_rows += [row.to_row() for row in fresh_styles]
+        # before the results: a run stopped in between recomputes the case and replaces these
+        write_style_outcomes(style_rows, styles_path)
         failpoint("edit.before_results")
         write_results(existing, results_path)
         failpoint("edit.after_case")
@@ -499,7 +513,7 @@ def _float(value: Any) -> float:
 
 def _run_case(
     run: _Run, case: EditCase, names: Sequence[str], keys: Mapping[str, str]
-) -> list[EditResultRow]:
+) -> tuple[list[EditResultRow], list[StyleOutcomeRow]]:
     data = run.predictor.data
     items = case_items(case, data)
     inputs: EditInputs | None = None
@@ -509,6 +523,7 @@ def _run_case(
     min_validation = int(case.params.get("min_validation", DEFAULT_MIN_VALIDATION))
     pp_per_image, resolved = selection.budget_resolution(len(case.validation), min_validation)
     rows: list[EditResultRow] = []
+    styles: list[StyleOutcomeRow] = []
     for name in names:
         saved = _saved_selection(run, case, name, keys[name])
         reused = saved is not None
@@ -598,6 +613,8 @@ def _run_case(
                 **_general_fields(general),
             }
             rows += [EditResultRow(**info, **scores, **row) for row in evaluation.rows]
+            chosen = {**info, "candidate_index": index, "selected": index == selected_index}
+            styles += style_outcome_rows(case, evaluation.outcomes, chosen)
         chosen_rows = evaluations[evaluated.index(selected_index)][0].rows
         ec = {r["group"]: r["errors_corrected"] for r in chosen_rows}
         run.say(
@@ -609,4 +626,4 @@ def _run_case(
             + ("; grid defect: no candidate keeps LR >= 99 %" if defect else "")
             + (" (deltas reused)" if reused else f" ({info['select_s']:.1f} s)")
         )
-    return rows
+    return rows, styles

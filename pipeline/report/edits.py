@@ -6,7 +6,9 @@ one row per case x method x grid candidate x group, written by
 model, layer, method and group, over the budget-selected candidates: the mean and 95% t interval
 over cases of each metric), ``comparison.md`` and ``comparison.png``, the curves of every
 candidate (``curves.parquet``: the summary at locality 99 / 95 %, ``curve_points.parquet``,
-``curves.png``; :mod:`pipeline.report.edit_curves`), plus the page ``BUILD/report/edits.html``.
+``curves.png``; :mod:`pipeline.report.edit_curves`), the style-transfer matrix where cases differ
+in their exemplars' style (``style_matrix.png``; :mod:`pipeline.report.style_matrix`), plus the
+page ``BUILD/report/edits.html``.
 :func:`comparison_html` is the same comparison as a fragment for the sensitivity report.
 """
 
@@ -28,6 +30,7 @@ from pipeline.cases import CLEAN, EXEMPLARS, RESULT_GROUPS, TEST_GROUPS
 from pipeline.edit_stats import parse_bits, pooled_errors_corrected
 from pipeline.report.edit_curves import curve_table, edit_curves, plot_curves
 from pipeline.report.stats import mean_interval
+from pipeline.report.style_matrix import write_style_matrix
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
 from pipeline.store.edit_results import latest_runs, read_results
 from pipeline.store.edits_layout import (
@@ -373,8 +376,8 @@ def plot_comparison(comparison: pd.DataFrame, path: Path) -> Path:
 
 def write_comparison(build_dir: str | Path) -> Path | None:
     """Write ``comparison.parquet``, ``comparison.md`` and ``comparison.png`` from the results
-    (and the page ``report/edits.html``); returns the Markdown path, or None when there are no
-    results."""
+    (and the page ``report/edits.html``; ``style_matrix.png`` where cases differ in their
+    exemplars' style); returns the Markdown path, or None when there are no results."""
     out = edits_dir(build_dir)
     results = latest_runs(read_results(out / RESULTS_FILE))
     if results.empty:
@@ -389,7 +392,7 @@ def write_comparison(build_dir: str | Path) -> Path | None:
     budget = budget_points(results)
     write_frame(budget, out / BUDGET_FILE)
     write_comparison_page(build_dir)
-    markdown = comparison_markdown(comparison, curves, budget)
+    markdown = comparison_markdown(comparison, curves, budget) + write_style_matrix(out, results)
     return atomic_write_text(out / COMPARISON_MD, markdown)
 
 

@@ -9,6 +9,10 @@
 <build>/edits/curve_points.parquet             every candidate's point, the budget point
 <build>/edits/budget.parquet                   per case and method: the selected candidate's
                                                validation-predicted and held-out clean change
+<build>/edits/style_outcomes.parquet           per case, method, candidate and target test
+                                               style image: errors corrected (StyleOutcomeRow)
+<build>/edits/style_matrix.png                 exemplar styles x held-out styles, per method
+                                               (when cases differ in their exemplars' style)
 <build>/edits/<method>/<case_id>.safetensors   the selected edit's weight delta
 <build>/edits/<method>/<case_id>.solves/<j>.safetensors   every distinct unscaled edit of the
                                                grid (evaluated as the curve)
@@ -17,8 +21,9 @@
 ```
 
 These tables are the engine's own outputs, not build manifests. The results table has a
-declared record (:class:`pipeline.store.edit_results.EditResultRow`); the comparison tables are
-derived from it and read with pandas as written.
+declared record (:class:`pipeline.store.edit_results.EditResultRow`), and so has the per-style
+breakdown (:class:`pipeline.store.style_outcomes.StyleOutcomeRow`); the comparison tables are
+derived from them and read with pandas as written.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ CURVES_FILE = "curves.parquet"
 CURVE_POINTS_FILE = "curve_points.parquet"
 CURVES_PNG = "curves.png"
 BUDGET_FILE = "budget.parquet"
+STYLE_OUTCOMES_FILE = "style_outcomes.parquet"
+STYLE_MATRIX_PNG = "style_matrix.png"
 CACHE_DIR = "cache"
 EDITS_PAGE = "report/edits.html"
 
