@@ -13,6 +13,7 @@ split independent of content or predictions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -62,6 +63,13 @@ def camvid_config(split: str, textures: tuple[str, ...] = ("snow",)) -> dict:
         "stylize": {"textures": list(textures), "styles_per_texture": 3},
         "filter": {"require_clean_correct": False},
     }
+
+
+def camvid_locator_config(textures: Sequence[str]) -> dict:
+    """`camvid-locator`: the `val` frames (disjoint from the `test` frames of the cases) with
+    their road re-textured by the locator's training textures, for its meta-training
+    episodes; the same segmentation and styles per texture as the other CamVid builds."""
+    return {**camvid_config("val", tuple(textures)), "name": "camvid-locator"}
 
 
 def coco_config(name: str, folder: Path, concepts: list[str], textures: list[str]) -> dict:

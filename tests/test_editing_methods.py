@@ -20,6 +20,8 @@ from pipeline.editing.methods import (
     RewriteClosed,
     RewriteMultiKey,
     WhereToEdit,
+    WhereToEditGradient,
+    WhereToEditRandom,
     available_methods,
     create_method,
 )
@@ -65,6 +67,8 @@ def test_registry_holds_one_class_per_method() -> None:
         "finetune-local": FinetuneLocal,
         "finetune-global": FinetuneGlobal,
         "where-to-edit": WhereToEdit,
+        "where-to-edit-gradient": WhereToEditGradient,
+        "where-to-edit-random": WhereToEditRandom,
     }
     assert available_methods() == sorted(classes)
     for name, cls in classes.items():
@@ -77,7 +81,7 @@ def test_registry_holds_one_class_per_method() -> None:
 
 # where-to-edit changes parameter groups of the last blocks of a known architecture, with a
 # trained locator: tests/test_where_to_edit.py
-LAYER_METHODS = [name for name in EDIT_METHODS.names() if name != "where-to-edit"]
+LAYER_METHODS = [name for name in EDIT_METHODS.names() if not name.startswith("where-to-edit")]
 
 
 @pytest.mark.parametrize("name", LAYER_METHODS)

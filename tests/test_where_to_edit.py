@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -332,3 +333,230 @@ def test_train_locator_command_checks_its_config_before_any_work(tmp_path) -> No
     config.write_text("builds: []\nout: x\nsteps: 0\n")
     result = CliRunner().invoke(app, ["train-locator", "-c", str(config)])
     assert result.exit_code == 2 and "steps" in result.output
+
+
+# -- the controls as methods of their own, and the locator's identity in the run key ------------
+def small_artifact(folder, model: nn.Module, seed: int = 0):
+    """A briefly trained locator of ``model``'s last block, saved to ``folder``."""
+    from pipeline.editing.covariance import weights_digest
+
+    layout = parameter_groups(model, blocks=1)
+    tail, bank = synthetic_bank(model, layout)
+    settings = MetaSettings(steps=2, hidden=8, n_pseudo=4, n_locality=4, sparsity=0.9, seed=seed)
+    locator, _ = meta_train(tail, layout, bank, settings, bank.pooled.shape[1])
+    record = {"model_id": "tiny-vit", "weights_hash": weights_digest(model), "seed": seed}
+    return save_locator(folder, locator, layout, record), layout
+
+
+def test_controls_are_where_to_edit_with_their_own_mask_and_name(tmp_path, monkeypatch) -> None:
+    from pipeline.editing.config import EditConfig
+    from pipeline.editing.locate import exemplar_inputs
+
+    # given a tiny ViT, a locator of it, named through an environment variable as in a config
+    model = tiny_vit()
+    _, layout = small_artifact(tmp_path / "loc", model)
+    monkeypatch.setenv("LOCATORS_HERE", str(tmp_path))
+    spec = "${LOCATORS_HERE}/loc"
+    torch.manual_seed(2)
+    exemplars = exemplars_for(torch.randn(3, 3, 32, 32), [0, 1, 2])
+    inputs = EditInputs(exemplars, model_id="tiny-vit")
+    expected = {
+        "where-to-edit-random": random_mask(layout.size, 0.9, seed=4),
+        "where-to-edit-gradient": top_mask(
+            exemplar_inputs(model, layout, exemplars)[0].grad_score, 0.9
+        ),
+    }
+    for name, mask in expected.items():
+        # when the control edits with the locator's groups
+        method = create_method(name, locator=spec, sparsity=0.9, steps=2, lr=0.5, seed=4)
+        result = method.edit(model, "blocks.1.mlp.fc2", inputs)
+        # then its mask is the control's, its name its own, and only masked groups change
+        assert result.metadata["method"] == name
+        assert json.loads(result.metadata["mask"]) == mask.nonzero().flatten().tolist()
+        assert touched_groups(layout, result.deltas) <= set(mask.nonzero().flatten().tolist())
+        assert touched_groups(layout, result.deltas)
+    # the locator's own mask differs from the random control's at the same sparsity
+    located = create_method("where-to-edit", locator=spec, sparsity=0.9, steps=2, lr=0.5)
+    own = json.loads(located.edit(model, "blocks.1.mlp.fc2", inputs).metadata["mask"])
+    assert len(own) == active_count(layout.size, 0.9)
+    assert own != expected["where-to-edit-random"].nonzero().flatten().tolist()
+    with pytest.raises(ValueError, match="'random' mask"):
+        create_method("where-to-edit-random", mask="locator")
+    # and one config lists all three
+    config = EditConfig.model_validate(
+        {
+            "methods": [
+                {"name": n, "settings": {"locator": spec}}
+                for n in ("where-to-edit", "where-to-edit-gradient", "where-to-edit-random")
+            ]
+        }
+    )
+    assert config.method_names[1:] == ["where-to-edit-gradient", "where-to-edit-random"]
+
+
+def test_a_retrained_locator_changes_the_methods_settings(tmp_path) -> None:
+    model = tiny_vit()
+    folder, _ = small_artifact(tmp_path / "loc", model, seed=0)
+    method = create_method("where-to-edit", locator=str(folder))
+    first = method.settings()
+    assert (
+        first["locator_sha256"]
+        == json.loads((folder / "locator.json").read_text())["weights_sha256"]
+    )
+    small_artifact(tmp_path / "loc", model, seed=1)  # trained again, in place
+    assert method.settings()["locator_sha256"] != first["locator_sha256"]
+    assert "locator_sha256" not in create_method("where-to-edit-random").settings()
+
+
+# -- specificity of a trained locator's masks on held-out exemplars ------------------------------
+PAIRS = [("background", "sand"), ("background", "rust")]
+TEST_PAIR = ("background", "snow")
+FILLS = {"sand/0": (220, 190, 120), "rust/0": (150, 60, 20), "snow/0": (245, 245, 250)}
+
+
+@pytest.fixture
+def textured_build(tmp_path):
+    """18 photos, each with its left half re-textured by three flat colours (three pairs), and
+    a stub classifier around a tiny ViT at 32 px."""
+    from test_editing_eval import StubClassifier, write_build
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((32, 32), bool)
+    mask[:, :16] = True
+    photos = []
+    for index in range(18):
+        clean = rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)
+        cfs = {}
+        for style, fill in FILLS.items():
+            pixels = clean.copy()
+            pixels[mask] = fill
+            cfs[style] = pixels
+        photos.append(
+            {"name": f"p{index}", "label": index % 4, "clean": clean, "mask": mask, "cfs": cfs}
+        )
+    store = write_build(tmp_path / "build", photos)
+    classifier = StubClassifier(tiny_vit(), T.Compose([T.ToTensor()]), "tiny-vit")
+    return store.root, classifier
+
+
+def test_specificity_draws_held_out_sets_and_measures_each_mask_kind(
+    tmp_path, textured_build
+) -> None:
+    from pipeline.editing.build_images import BuildImages, cf
+    from pipeline.editing.locate.specificity import (
+        draw_exemplar_sets,
+        locator_specificity,
+        trained_images,
+    )
+
+    build, classifier = textured_build
+    # given a locator trained on two pairs of the build (at most 6 photos each), snow held out
+    config = LocatorConfig(
+        builds=[str(build)],
+        out=str(tmp_path / "locator"),
+        pairs=[list(p) for p in PAIRS],
+        test_pairs=[list(TEST_PAIR)],
+        blocks=1,
+        n_exemplars=2,
+        n_pseudo=2,
+        n_locality=4,
+        max_per_pair=6,
+        max_locality=8,
+        steps=2,
+        hidden=8,
+        sparsity=0.9,
+    )
+    folder = train_locator(config, classifier=classifier)
+    record = json.loads((folder / "locator.json").read_text())
+    # then its record lists, per pair, the photos its episodes drew from
+    assert sorted(record["pair_images"]) == ["background/rust", "background/sand"]
+    trained = trained_images(record, build)
+    assert set(trained) == set(PAIRS) and all(1 <= len(ids) <= 6 for ids in trained.values())
+    assert trained_images(record, tmp_path) == {}  # a build it was not trained on
+    assert trained_images({"builds": record["builds"]}, build) is None  # cannot be held out
+
+    # when its masks are measured on sets of two exemplars, three sets per pair
+    report = locator_specificity(
+        folder, [build], [*PAIRS, TEST_PAIR], classifier=classifier, sparsity=0.9, n_sets=3
+    )
+    # then no set uses a photo the pair was trained on, nor a photo twice within a pair
+    data = BuildImages(build)
+    assert report.sets_per_pair() == {pair: 3 for pair in [*PAIRS, TEST_PAIR]}
+    for pair in [*PAIRS, TEST_PAIR]:
+        photos = [
+            data.clean_of(cf(cf_id)).id
+            for s in report.sets
+            if s.pair == pair
+            for _, cf_id in s.items
+        ]
+        assert len(photos) == len(set(photos)) == 6
+        assert not set(photos) & trained.get(pair, set())
+    # every mask has the declared sparsity
+    groups = parameter_groups(classifier.model, blocks=1).size
+    for kind in ("locator", "gradient", "random"):
+        assert [int(m.sum()) for m in report.masks[kind]] == [active_count(groups, 0.9)] * 9
+    # random masks agree by chance only: no gap; within-pair means are over 3 pairs x 3 sets
+    chance = report.specificity("random")
+    assert (chance.n_same, chance.n_different) == (9, 27)
+    assert abs(chance.gap) < 0.1 and chance.same < 0.2
+    # restricting to pairs keeps only their sets
+    assert report.specificity("random", PAIRS).n_same == 6
+    # the draw is seeded, and too few photos for two sets is an error naming the pair
+    again = draw_exemplar_sets([build], PAIRS, n_sets=3, n_exemplars=2, seed=0)
+    assert again == draw_exemplar_sets([build], PAIRS, n_sets=3, n_exemplars=2, seed=0)
+    assert again != draw_exemplar_sets([build], PAIRS, n_sets=3, n_exemplars=2, seed=1)
+    with pytest.raises(ValueError, match=r"'sand'.*too few for two sets of 10"):
+        draw_exemplar_sets([build], PAIRS, n_sets=3, n_exemplars=10)
+
+
+def test_specificity_of_known_masks_per_pair_subset() -> None:
+    from pipeline.editing.locate.specificity import ExemplarSet, SpecificityReport
+
+    a, b = ("road", "sand"), ("road", "snow")
+    masks = [
+        torch.tensor([1, 1, 0, 0], dtype=torch.bool),
+        torch.tensor([1, 1, 0, 0], dtype=torch.bool),
+        torch.tensor([0, 1, 1, 0], dtype=torch.bool),
+        torch.tensor([0, 0, 1, 1], dtype=torch.bool),
+    ]
+    sets = [ExemplarSet(p, ()) for p in (a, a, b, b)]
+    report = SpecificityReport(0.5, sets, {"locator": masks})
+    everything = report.specificity()
+    # within: IoU 1 (a, a) and 1/3 (b, b); across: 1/3, 0, 1/3, 0
+    assert everything.same == pytest.approx((1 + 1 / 3) / 2)
+    assert everything.different == pytest.approx((1 / 3 + 0 + 1 / 3 + 0) / 4)
+    assert everything.gap == pytest.approx(2 / 3 - 1 / 6)
+    only_a = report.specificity("locator", [a])
+    assert (only_a.same, only_a.n_different) == (1.0, 0)
+
+
+def test_the_camvid_configs_agree(monkeypatch) -> None:
+    from pathlib import Path
+
+    from pipeline.editing.config import EditConfig
+    from pipeline.stylize.library import load_texture_library
+
+    monkeypatch.setenv("BUILDS", "/b")
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    where = EditConfig.from_yaml(configs / "edit-camvid-where.yaml")
+    base = EditConfig.from_yaml(configs / "edit-camvid.yaml")
+    locator = LocatorConfig.from_yaml(configs / "locator-camvid.yaml")
+    # the where-to-edit experiment is the rewrite experiment's, plus the locator and its controls
+    for field in ("model", "layer", "plan", "budget_pp", "covariance", "locality"):
+        assert getattr(where, field) == getattr(base, field), field
+    assert where.method_names == [
+        "rewrite-closed",
+        "finetune-local",
+        "finetune-global",
+        "where-to-edit",
+        "where-to-edit-gradient",
+        "where-to-edit-random",
+    ]
+    assert {m.settings["locator"] for m in where.methods[3:]} == {"${BUILDS}/locators/camvid"}
+    assert locator.out == "/b/locators/camvid"
+    # the cases' pair is the locator's test pair; its training textures exist and are others
+    assert locator.test_pairs == [(c, t) for c in base.plan.concepts for t in base.plan.textures]
+    textures = {t for _, t in locator.pairs}
+    assert textures <= set(load_texture_library().names()) and len(textures) == 6
+    assert not textures & set(base.plan.textures)

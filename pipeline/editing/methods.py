@@ -14,6 +14,8 @@ Every method has a registry ``name`` (used in configs and the CLI), a selection 
                           key → its value at once
 ``finetune-local``        :class:`FinetuneLocal` — cross-entropy fine-tuning of the layer
 ``finetune-global``       :class:`FinetuneGlobal` — of the layer and every parameter after it
+``where-to-edit``         :class:`WhereToEdit` — SGD on the parameter groups a trained locator
+                          picks; ``where-to-edit-random`` / ``-gradient``: its control masks
 ========================  ==================================================================
 
 The math lives in :mod:`~pipeline.editing.rewrite`, :mod:`~pipeline.editing.finetune` and
@@ -507,6 +509,17 @@ class WhereToEdit(EditingMethod):
             return load_locator(self.locator).layout, None
         return parameter_groups(model, self.blocks), None
 
+    def settings(self) -> dict[str, Any]:
+        """As every method's, plus the locator's weights sha256: a locator retrained in place
+        changes the run key, so results and deltas of the old one are never reused."""
+        settings = super().settings()
+        if self.locator:
+            from pipeline.editing.locate import load_locator
+
+            record = load_locator(self.locator).record
+            settings["locator_sha256"] = str(record.get("weights_sha256", ""))
+        return settings
+
     def deltas(self, model: nn.Module, layer: str, case: EditInputs) -> dict[str, Tensor]:
         deltas, mask = self.locate(model, case)
         seen = _WHERE_TO_EDIT_MASKS.get()
@@ -543,6 +556,37 @@ class WhereToEdit(EditingMethod):
             _WHERE_TO_EDIT_MASKS.reset(token)
         result.metadata["mask"] = json.dumps(masks[-1].nonzero().flatten().tolist())
         return result
+
+
+@dataclass(frozen=True)
+class _WhereToEditControl(WhereToEdit):
+    """where-to-edit with a control mask, under a name of its own: a config lists a method once,
+    so the ablations run beside the locator in one experiment. ``locator`` (optional) gives the
+    groups the locator was trained on; the same grid, so the fronts compare at equal sparsity."""
+
+    def __post_init__(self) -> None:
+        if self.mask != type(self).mask:
+            raise ValueError(f"{self.name} is the {type(self).mask!r} mask; got mask={self.mask!r}")
+
+
+@register
+@dataclass(frozen=True)
+class WhereToEditRandom(_WhereToEditControl):
+    """Groups drawn at random at the grid's sparsity (``seed``): what any mask of that size
+    achieves."""
+
+    name: ClassVar[str] = "where-to-edit-random"
+    mask: str = "random"
+
+
+@register
+@dataclass(frozen=True)
+class WhereToEditGradient(_WhereToEditControl):
+    """The top groups by the exemplars' gradient energy: the ranking an untrained locator
+    starts from, so its gap to ``where-to-edit`` is what meta-training added."""
+
+    name: ClassVar[str] = "where-to-edit-gradient"
+    mask: str = "gradient"
 
 
 # where WhereToEdit.deltas hands its mask to WhereToEdit.edit (the base class builds the result)

@@ -10,9 +10,12 @@ edit may change; only those are fine-tuned.
 - :mod:`~pipeline.editing.locate.edit`: one edit, locate then fine-tune;
 - :mod:`~pipeline.editing.locate.artifact`: the trained locator on disk, with provenance;
 - :mod:`~pipeline.editing.locate.episodes` and :mod:`~pipeline.editing.locate.train`:
-  meta-training on counterfactual episodes (``train_locator(config)``).
+  meta-training on counterfactual episodes (``train_locator(config)``);
+- :mod:`~pipeline.editing.locate.specificity`: a trained locator's masks on held-out exemplar
+  sets, within against across (concept, texture) pairs.
 
-The method is registered as ``where-to-edit`` in :mod:`pipeline.editing.methods`.
+The method is registered as ``where-to-edit`` in :mod:`pipeline.editing.methods`, its control
+masks as ``where-to-edit-random`` and ``where-to-edit-gradient``.
 """
 
 from pipeline.editing.locate.artifact import LocatorArtifact, load_locator, save_locator

@@ -79,8 +79,11 @@ def save_locator(
 
 def resolve_locator(spec: str | Path) -> Path:
     """The folder of a locator given as a folder, one of its files, or a name under
-    ``$CONCEPTSWAP_LOCATORS`` (default ``data/locators``)."""
-    path = Path(os.path.expanduser(str(spec)))
+    ``$CONCEPTSWAP_LOCATORS`` (default ``data/locators``). ``~`` and ``${VAR}`` are expanded
+    as in a config's paths (method settings are not), so one edit config serves every machine."""
+    from pipeline.editing.config import expand_path
+
+    path = Path(expand_path(str(spec)))
     if path.is_file() and path.name in {RECORD_FILE, WEIGHTS_FILE}:
         path = path.parent
     if (path / RECORD_FILE).is_file():

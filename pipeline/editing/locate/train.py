@@ -366,6 +366,12 @@ def train_locator(
         "weights_hash": weights_digest(model),
         "builds": source.builds,
         "pairs": [list(pair) for pair in source.pairs],
+        # per pair, the clean images its episodes drew from ("build index:image id"), so that
+        # a measurement of the trained locator can hold them out (specificity.py)
+        "pair_images": {
+            f"{concept}/{texture}": sorted(bank.pair_images.get((concept, texture), ()))
+            for concept, texture in source.pairs
+        },
         "test_pairs": [list(pair) for pair in config.test_pairs],
         "seed": config.seed,
         "steps": config.steps,
