@@ -7,6 +7,8 @@ stylization, `timm:tf_efficientnet_lite0`.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -130,6 +132,19 @@ class BuildConfig(StageConfig):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def expand_path(spec: str) -> str:
+    """`~` and `$VAR` / `${VAR}` in a path of a config (an image set, a locator), so that one
+    config serves every machine (`${BUILDS}/camvid-val`); an unset variable is an error, never
+    an empty string."""
+    unset = [a or b for a, b in _VARIABLE.findall(spec) if (a or b) not in os.environ]
+    if unset:
+        raise ValueError(f"{spec!r}: environment variable {unset[0]} is not set")
+    return os.path.expanduser(os.path.expandvars(spec))
 
 
 class ConfigError(ValueError):

@@ -8,8 +8,6 @@ validated before any work starts. `configs/edit-*.yaml` hold the benchmarks' set
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +23,7 @@ from pydantic import (
 )
 
 from pipeline.cases.plans import Plan
-from pipeline.config import ConfigError, load_yaml_mapping
+from pipeline.config import ConfigError, expand_path, load_yaml_mapping
 
 DEFAULT_MODEL = "timm:tf_efficientnet_lite0"
 DEFAULT_METHOD_NAMES = ("rewrite", "rewrite-closed", "finetune-local", "finetune-global")
@@ -33,18 +31,6 @@ DEFAULT_METHOD_NAMES = ("rewrite", "rewrite-closed", "finetune-local", "finetune
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
-
-
-def expand_path(spec: str) -> str:
-    """`~` and `$VAR` / `${VAR}` in an image-set entry, so that one config serves every
-    machine (`${BUILDS}/camvid-val`); an unset variable is an error, never an empty string."""
-    unset = [a or b for a, b in _VARIABLE.findall(spec) if (a or b) not in os.environ]
-    if unset:
-        raise ValueError(f"{spec!r}: environment variable {unset[0]} is not set")
-    return os.path.expanduser(os.path.expandvars(spec))
 
 
 ImageSet = Annotated[str, AfterValidator(expand_path)]

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import expand_path
 from pipeline.editing.locate.groups import GroupLayout
 from pipeline.editing.locate.locator import Locator
 from pipeline.hashing import sha256_file
@@ -81,8 +82,6 @@ def resolve_locator(spec: str | Path) -> Path:
     """The folder of a locator given as a folder, one of its files, or a name under
     ``$CONCEPTSWAP_LOCATORS`` (default ``data/locators``). ``~`` and ``${VAR}`` are expanded
     as in a config's paths (method settings are not), so one edit config serves every machine."""
-    from pipeline.editing.config import expand_path
-
     path = Path(expand_path(str(spec)))
     if path.is_file() and path.name in {RECORD_FILE, WEIGHTS_FILE}:
         path = path.parent
