@@ -315,8 +315,9 @@ def edit(
         list[str] | None,
         typer.Option(
             "--method",
-            help="rewrite, rewrite-closed, rewrite-multikey, finetune-local or "
-            "finetune-global; repeat (default: the config's, else all but rewrite-multikey).",
+            help="rewrite, rewrite-closed, rewrite-multikey, finetune-local, finetune-global, "
+            "where-to-edit (and its controls where-to-edit-random, where-to-edit-gradient); "
+            "repeat (default: the config's, else the four rewrite and fine-tuning methods).",
         ),
     ] = None,
     case: Annotated[
