@@ -156,9 +156,34 @@ def test_spread_uses_as_many_styles_as_the_photos_allow(seed: int):
 
 
 # -- refusals ----------------------------------------------------------------------------------
-def test_each_style_and_train_styles_together_are_refused():
-    with pytest.raises(ValidationError, match="each_style: true plans one case per style"):
-        ErrorPlan(each_style=True, exemplar_styles="train")
+def test_each_style_with_train_styles_plans_the_style_transfer_matrix():
+    manifest, images = style_manifest(labels=False)
+    plan = ErrorPlan(n_train=4, each_style=True, exemplar_styles="train")
+    cases = plan_error_cases(manifest, images, plan, SPLITS)
+    train_styles = sorted(s for s, side in SPLITS.items() if side == "train")
+    heldout = {s for s, side in SPLITS.items() if side == "heldout"}
+    # the case across the training styles, then one per training style
+    assert [c.train_style for c in cases] == ["+".join(train_styles), *train_styles]
+    styles = manifest.set_index("cf_id")["style_image"]
+    for case in cases:
+        used = set(case.train_style.split("+"))
+        assert {styles[i] for i in case.train} == used
+        # every case is tested on the declared held-out styles only, and validated off them
+        for group in ("target_heldout_style", "other_heldout_style"):
+            assert {styles[i] for i in case.test_groups[group]} <= heldout
+        tested = case.test_groups["target_heldout_style"] + case.test_groups["other_heldout_style"]
+        assert {styles[i] for i in tested} == heldout
+        for group in ("target_train_style", "other_train_style"):
+            assert {styles[i] for i in case.test_groups[group]} <= used
+        assert not {styles[i] for i in case.validation_cf} & heldout
+    with pytest.raises(ValueError, match="is not a training style"):
+        from pipeline.cases.errors import make_error_case
+
+        rows = manifest.assign(target=manifest["clean_pred"])
+        make_error_case(rows, images, "road", "snow", plan, sorted(heldout)[0], SPLITS)
+
+
+def test_an_unknown_exemplar_styles_value_is_refused():
     with pytest.raises(ValidationError, match="exemplar_styles"):
         parse_plan({"kind": "errors", "exemplar_styles": "heldout"})
     assert parse_plan({"kind": "errors", "exemplar_styles": "train"}) == ErrorPlan(

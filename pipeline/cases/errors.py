@@ -161,11 +161,16 @@ def make_error_case(
     """
     plan = plan or ErrorPlan()
     rows = rows.assign(error=induced_errors(rows))
-    spread = plan.exemplar_styles == "train"
-    if spread:
+    declared = plan.exemplar_styles == "train"
+    spread = declared and style is None
+    side = pd.Series("", index=rows.index)
+    if declared:
         splits = dict(style_splits or {})
         require_splits(splits, rows["style_image"], "the counterfactual manifest")
         side = rows["style_image"].astype(str).map(splits)
+        if style is not None and splits.get(style) != "train":
+            raise ValueError(f"exemplar_styles: train: {style} is not a training style")
+    if spread:
         styles = sorted(set(rows.loc[side == "train", "style_image"].astype(str)))
         rng = case_rng(plan.seed, "errors", concept, texture, "train-styles")
         spread_found = _pick_spread_exemplars(rows, styles, plan.n_train, rng, plan.min_train)
@@ -183,7 +188,8 @@ def make_error_case(
             return None
         target, style, train_rows = found
         in_train_style = rows["style_image"] == style
-        in_heldout_style = ~in_train_style
+        # declared splits: the other training styles are in neither group
+        in_heldout_style = side == "heldout" if declared else ~in_train_style
     train_images = set(train_rows["image_id"])
     classes = set(train_rows["target"].astype(int))
     photos = sorted(set(rows["image_id"]) - train_images)
@@ -209,8 +215,8 @@ def make_error_case(
     if sum(len(ids) for ids in groups.values()) < max(1, plan.min_test):
         return None
     is_validation = rows["image_id"].isin(val_photos)
-    if spread:  # the choices of the edit never see a held-out style either
-        is_validation &= in_train_style
+    if declared:  # the choices of the edit never see a held-out style either
+        is_validation &= side == "train"
     validation_cf = sorted(rows.loc[is_validation, "cf_id"])
     train = sorted(train_rows["cf_id"])
     params = {
@@ -226,7 +232,7 @@ def make_error_case(
     }
     if len(train) < plan.n_train:  # fewer wrong photos than asked for (ids of full cases same)
         params["n_train_found"] = len(train)
-    if spread:  # only then: the ids of `one` cases stay what they were
+    if declared:  # only then: the ids of `one` cases stay what they were
         params["exemplar_styles"] = "train"
         params["heldout_styles"] = sorted(set(rows.loc[in_heldout_style, "style_image"]))
     return new_case(
@@ -253,7 +259,9 @@ def plan_error_cases(
     """One error case per (concept, texture) — per (concept, texture, style image) with
     `each_style`, each with its exemplars in that style and the other style images held out,
     so a result does not hang on which style image happened to induce most errors — pairs
-    ranked by induced errors (most first).
+    ranked by induced errors (most first). With `exemplar_styles: train`, `each_style` plans
+    the style-transfer matrix: the case across the training styles, then one per training
+    style, every one tested on the declared held-out styles.
 
     Args:
         manifest: the build's counterfactual manifest.
@@ -275,7 +283,11 @@ def plan_error_cases(
     pairs = 0
     for concept, texture, _ in rank_pairs(eligible):
         rows = eligible[(eligible["concept"] == concept) & (eligible["texture"] == texture)]
-        styles = sorted(set(rows["style_image"].astype(str))) if plan.each_style else [None]
+        styles: list[str | None] = [None]
+        if plan.each_style:
+            styles = sorted(set(rows["style_image"].astype(str)))
+            if plan.exemplar_styles == "train":  # the matrix: across them, then each alone
+                styles = [None, *(s for s in styles if (style_splits or {})[s] == "train")]
         found = 0
         for style in styles:
             case = make_error_case(rows, image_ids, concept, texture, plan, style, style_splits)

@@ -93,7 +93,8 @@ class ErrorPlan(PlanBase):
     `exemplar_styles`: `one` draws the exemplars from one style image and holds out the
     texture's other style images; `train` draws them round-robin across the texture's declared
     training styles (:mod:`pipeline.stylize.library`) and holds out only its declared held-out
-    styles, so "held-out style" means a style that no exemplar and no validation image used."""
+    styles, so "held-out style" means a style that no exemplar and no validation image used;
+    with `each_style` too, also one case per training style (the style-transfer matrix)."""
 
     kind: Literal["errors"] = "errors"
     val_frac: float = Field(default=0.3, ge=0.0, lt=1.0)
@@ -108,11 +109,6 @@ class ErrorPlan(PlanBase):
         if self.min_train is not None and self.min_train > self.n_train:
             raise ValueError(
                 f"min_train ({self.min_train}) must not exceed n_train ({self.n_train})"
-            )
-        if self.each_style and self.exemplar_styles == "train":
-            raise ValueError(
-                "each_style: true plans one case per style image, exemplar_styles: train one "
-                "case over all training styles; ask for one of them"
             )
         return self
 
