@@ -65,6 +65,13 @@ def camvid_config(split: str, textures: tuple[str, ...] = ("snow",)) -> dict:
     }
 
 
+def camvid_styles_config() -> dict:
+    """`camvid-test-styles`: the `test` frames with every snow style of the texture library
+    (its declared training and held-out styles), for the style-transfer matrix."""
+    config = camvid_config("test")
+    return {**config, "name": "camvid-test-styles", "stylize": {"textures": ["snow"]}}
+
+
 def camvid_locator_config(textures: Sequence[str]) -> dict:
     """`camvid-locator`: the `val` frames (disjoint from the `test` frames of the cases) with
     their road re-textured by the locator's training textures, for its meta-training

@@ -11,7 +11,8 @@ runs it. It builds, into `--out-root` (default `/tmp/cs-edit`; the environment v
 `BUILDS` the configs refer to):
 
 - `camvid`: `camvid-test` (the cases: ground-truth road masks, label-free) and `camvid-val`
-  (only for the key statistics `C`);
+  (only for the key statistics `C`); `camvid-styles`: `camvid-test-styles` (the same frames
+  with every snow style, training and held-out) and `camvid-val`;
 - `coco`: `coco-cases` (two thirds of the panoptic sample by file name) and
   `coco-covariance` (every third photo, only for `C`);
 - `imagenet`: `imagenet-cases` and `imagenet-covariance` (every third photo, only for `C`),
@@ -74,10 +75,12 @@ def dataset_configs(dataset: str, root: Path) -> dict[str, dict] | None:
     """The builds a dataset needs (None: its data are absent)."""
     import edit_datasets as data
 
-    if dataset == "camvid":
+    if dataset in ("camvid", "camvid-styles"):
         if not (data.CAMVID / "test").is_dir():
             return None
-        return {"camvid-test": data.camvid_config("test"), "camvid-val": data.camvid_config("val")}
+        cases = "camvid-test" if dataset == "camvid" else "camvid-test-styles"
+        test = data.camvid_config("test") if dataset == "camvid" else data.camvid_styles_config()
+        return {cases: test, "camvid-val": data.camvid_config("val")}
     if dataset == "coco":
         if not (data.COCO / "annotations" / "panoptic_train2017.json").is_file():
             return None
@@ -109,7 +112,9 @@ def print_stages(results, wall_s: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["camvid", "coco", "imagenet"], default="camvid")
+    parser.add_argument(
+        "--dataset", choices=["camvid", "camvid-styles", "coco", "imagenet"], default="camvid"
+    )
     parser.add_argument("--config", type=Path, default=None, help="default configs/edit-DATASET")
     parser.add_argument("--out-root", type=Path, default=Path(tempfile.gettempdir()) / "cs-edit")
     parser.add_argument("--methods", nargs="+", default=None, help="override the config's")

@@ -105,7 +105,7 @@ def test_the_layer_is_checked_against_the_model() -> None:
     assert depthwise.key == "layer"
 
 
-@pytest.mark.parametrize("name", ["edit-camvid.yaml", "edit-coco.yaml", "edit-imagenet.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("edit-*.yaml")))
 def test_the_shipped_edit_configs_are_valid(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUILDS", "/b")
     monkeypatch.setenv("DATASETS", "/d")
