@@ -96,6 +96,34 @@ def at_locality(front: Sequence[Point], threshold: float) -> float:
     return front[-1][1]
 
 
+def front_margin(front: Sequence[Point], other: Sequence[Point], low: float = 0.95) -> float:
+    """The least amount by which ``front`` lies above ``other`` at any locality from ``low`` to
+    1 (generalisation points; negative: ``other`` is above somewhere). Both fronts are read with
+    :func:`at_locality`, which is piecewise linear, so checking every front point's locality in
+    the range (and ``low``) checks the whole range. NaN when neither reaches ``low``; where
+    only ``other`` is undefined, ``front`` counts as above it by its own value, and where only
+    ``front`` is, as not above (at most 0).
+
+    Args:
+        front: :func:`pareto_front` output of the method said to lie above.
+        other: :func:`pareto_front` output of the method compared with.
+        low: the lowest locality compared (a fraction).
+    """
+    levels = {low, *(loc for loc, _ in [*front, *other] if low <= loc <= 1.0)}
+    margins = []
+    for level in sorted(levels):
+        mine, theirs = at_locality(front, level), at_locality(other, level)
+        if math.isnan(mine) and math.isnan(theirs):
+            continue
+        if math.isnan(theirs):
+            margins.append(mine)
+        elif math.isnan(mine):  # no edit of the front is that local: never above there
+            margins.append(min(0.0, -theirs))
+        else:
+            margins.append(mine - theirs)
+    return min(margins) if margins else math.nan
+
+
 def curve_points(unchanged: np.ndarray, err_pre: np.ndarray, err_post: np.ndarray) -> list[Point]:
     """One (locality, errors corrected) point per candidate from per-image outcomes.
 

@@ -12,6 +12,7 @@ from pipeline.edit_curves import (
     bootstrap_at_locality,
     curve_points,
     front_indices,
+    front_margin,
     grid_defect,
     pareto_front,
 )
@@ -153,3 +154,18 @@ def test_curves_pool_each_candidate_over_cases_and_mark_the_budget_point():
     _, summary = edit_curves(results[results["candidate_index"] == 1], n_boot=50)
     assert summary.set_index("part").loc["test", "grid_defect"]
     assert "grid defect" in curve_table(summary)[0][2][0][2]
+
+
+def test_the_front_margin_is_the_least_gap_over_the_locality_range():
+    # a: (1.0, 0) → (0.98, 30) → (0.90, 50); b: (1.0, 0) → (0.96, 20) → (0.94, 60)
+    a = [(1.0, 0.0), (0.98, 30.0), (0.90, 50.0)]
+    b = [(1.0, 0.0), (0.96, 20.0), (0.94, 60.0)]
+    # at 0.96 a reads 30 + 20·(0.02/0.08) = 35, b 20; at 0.95 a 37.5, b 40: b is above there
+    assert front_margin(a, b, low=0.95) == pytest.approx(-2.5)
+    # from 0.96 up, a is above everywhere but at 1.0, where both are unedited (0)
+    assert front_margin(a, b, low=0.96) == pytest.approx(0.0)
+    assert front_margin(b, a, low=0.96) == pytest.approx(-20.0)  # at 0.98: 10 against 30
+    # a front that never gets that local loses by the other's value; neither: undefined
+    assert front_margin([(0.9, 80.0)], [(0.99, 10.0), (0.9, 40.0)], low=0.95) < 0
+    assert front_margin([(0.99, 10.0)], [(0.9, 40.0)], low=0.95) == pytest.approx(10.0)
+    assert math.isnan(front_margin([(0.9, 1.0)], [(0.8, 2.0)], low=0.95))

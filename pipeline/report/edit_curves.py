@@ -13,6 +13,7 @@ budget-selected point (each case's selected candidate, pooled the same way) is m
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -22,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cases import CLEAN, TEST_GROUPS
-from pipeline.edit_curves import THRESHOLDS, bootstrap_at_locality, curve_points, front_indices
+from pipeline.edit_curves import (
+    THRESHOLDS,
+    bootstrap_at_locality,
+    curve_points,
+    front_indices,
+    front_margin,
+)
 from pipeline.edit_stats import parse_bits
 from pipeline.store.atomic import atomic_write_bytes
 
@@ -204,6 +211,63 @@ def curve_table(summary: pd.DataFrame) -> list[tuple[str, list[str], list[list[s
                 f"{model_id} @ {layer}: errors corrected (%) on the Pareto front at a locality, "
                 "pooled over images [95% bootstrap CI]",
                 header,
+                rows,
+            )
+        )
+    return tables
+
+
+def front_margins(points: pd.DataFrame, low: float = THRESHOLDS[-1]) -> pd.DataFrame:
+    """Per (model, layer, part) and ordered pair of methods: the least margin (pp of errors
+    corrected) by which the first's front lies above the second's at every locality from
+    ``low`` to 100 % (:func:`pipeline.edit_curves.front_margin`); positive: above everywhere.
+
+    Args:
+        points: the curve points of :func:`edit_curves`.
+        low: the lowest locality compared (a fraction).
+    """
+    rows: list[dict[str, Any]] = []
+    if points.empty:
+        return pd.DataFrame(rows)
+    on_front = points[(points["kind"] == "candidate") & points["on_front"].astype(bool)]
+    keys = ["model_id", "layer", "part"]
+    for key, part in on_front.groupby(keys, sort=False):
+        fronts = {
+            method: [
+                (float(r.locality), float(r.errors_corrected))
+                for r in rows_.sort_values("locality", ascending=False).itertuples()
+            ]
+            for method, rows_ in part.groupby("method", sort=False)
+        }
+        for first, second in itertools.permutations(fronts, 2):
+            margin = front_margin(fronts[first], fronts[second], low)
+            rows.append({**dict(zip(keys, key, strict=True)), "method": first,
+                         "other": second, "low": low, "margin": margin})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def margin_table(margins: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows): per part, each method's least margin over every other method."""
+    tables = []
+    if margins.empty:
+        return tables
+    for (model_id, layer), frame in margins.groupby(["model_id", "layer"], sort=False):
+        others = list(dict.fromkeys(frame["other"]))
+        rows = []
+        for (method, part), group in frame.groupby(["method", "part"], sort=False):
+            by_other = dict(zip(group["other"], group["margin"], strict=True))
+            cells = [
+                "" if o == method else (f"{by_other[o]:+.1f}" if o in by_other else "–")
+                for o in others
+            ]
+            rows.append([method, part, *cells])
+        low = 100 * float(frame["low"].iloc[0])
+        tables.append(
+            (
+                f"{model_id} @ {layer}: fronts compared, the least margin (pp of errors "
+                f"corrected) of the row's front over the column's at every locality "
+                f"≥ {low:.0f} % (positive: above everywhere)",
+                ["method", "part", *[f"over {o}" for o in others]],
                 rows,
             )
         )

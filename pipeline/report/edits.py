@@ -28,7 +28,13 @@ from markupsafe import Markup
 
 from pipeline.cases import CLEAN, EXEMPLARS, RESULT_GROUPS, TEST_GROUPS
 from pipeline.edit_stats import parse_bits, pooled_errors_corrected
-from pipeline.report.edit_curves import curve_table, edit_curves, plot_curves
+from pipeline.report.edit_curves import (
+    curve_table,
+    edit_curves,
+    front_margins,
+    margin_table,
+    plot_curves,
+)
 from pipeline.report.stats import mean_interval
 from pipeline.report.style_matrix import write_style_matrix
 from pipeline.store.atomic import atomic_write_bytes, atomic_write_text
@@ -42,6 +48,7 @@ from pipeline.store.edits_layout import (
     CURVES_FILE,
     CURVES_PNG,
     EDITS_PAGE,
+    MARGINS_FILE,
     RESULTS_FILE,
     edits_dir,
     read_frame,
@@ -283,6 +290,7 @@ def comparison_markdown(
     comparison: pd.DataFrame,
     curves: pd.DataFrame | None = None,
     budget: pd.DataFrame | None = None,
+    margins: pd.DataFrame | None = None,
 ) -> str:
     """The comparison tables (and the curve summary, when given) as Markdown.
 
@@ -290,12 +298,14 @@ def comparison_markdown(
         comparison: :func:`compare` output.
         curves: the summary of :func:`pipeline.report.edit_curves.edit_curves`.
         budget: :func:`budget_points`.
+        margins: :func:`pipeline.report.edit_curves.front_margins`.
     """
     if comparison.empty:
         return "No edit results yet.\n"
     out = []
     tables = comparison_tables(comparison)
     tables += curve_table(curves if curves is not None else pd.DataFrame())
+    tables += margin_table(margins if margins is not None else pd.DataFrame())
     tables += budget_table(budget if budget is not None else pd.DataFrame())
     for title, header, rows in tables:
         out.append(f"### {title}\n")
@@ -392,7 +402,10 @@ def write_comparison(build_dir: str | Path) -> Path | None:
     budget = budget_points(results)
     write_frame(budget, out / BUDGET_FILE)
     write_comparison_page(build_dir)
-    markdown = comparison_markdown(comparison, curves, budget) + write_style_matrix(out, results)
+    margins = front_margins(points)
+    write_frame(margins, out / MARGINS_FILE)
+    markdown = comparison_markdown(comparison, curves, budget, margins)
+    markdown += write_style_matrix(out, results)
     return atomic_write_text(out / COMPARISON_MD, markdown)
 
 

@@ -42,6 +42,7 @@ COMPARISON_MD = "comparison.md"
 COMPARISON_PNG = "comparison.png"
 CURVES_FILE = "curves.parquet"
 CURVE_POINTS_FILE = "curve_points.parquet"
+MARGINS_FILE = "front_margins.parquet"  # least margin of each front over each other
 CURVES_PNG = "curves.png"
 BUDGET_FILE = "budget.parquet"
 STYLE_OUTCOMES_FILE = "style_outcomes.parquet"
