@@ -182,3 +182,53 @@ def test_export_command(build: Path, tmp_path: Path) -> None:
     taken = cli.invoke(app, ["export", str(build), "--out", str(tmp_path / "taken")])
     assert taken.exit_code == 2 and "not a conceptswap export" in taken.output
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+
+
+def test_concept_scores_are_exported_with_the_dataset(build: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pandas as pd
+    import pyarrow as pa
+    from datasets import load_from_disk
+
+    from pipeline.concepts.records import ConceptScore
+    from pipeline.publish import export_build
+    from pipeline.store.manifest import write_table
+
+    # given a copy of the build with two classifiers' stored concept scores
+    copy = Path(shutil.copytree(build, tmp_path / "build"))
+    base = {
+        "class_name": "espresso", "cav_method": "linear", "score_std_runs": 0.1,
+        "score_std_seeds": None, "random_score": 0.5, "random_score_std": 0.1, "magnitude": 0.2,
+        "p_value": 0.01, "p_adjusted": 0.02, "significant": True, "cav_accuracy": 0.9,
+        "cav_accuracy_std": 0.05, "n_random": 10, "n_seeds": 1, "n_inputs": 4,
+        "n_examples": 30, "n_located": 2, "iou": 0.4, "pointing": None, "iou_whole": 0.2,
+        "iou_ellipse": 0.1, "pointing_centre": 0.0,
+    }  # fmt: skip
+    for slug, model in (("a", "m:a@1"), ("b", "m:b@2")):
+        records = [
+            ConceptScore(
+                **base, classifier_id=model, class_index=967, concept=c, layer=layer, score=0.1 * i
+            )
+            for i, (c, layer) in enumerate([("road", "L2"), ("sky", "L1"), ("road", "L1")])
+        ]
+        path = copy / "concepts" / slug / "concept_scores.parquet"
+        path.parent.mkdir(parents=True)
+        rows = [r.to_row() for r in records]
+        write_table(path, pa.Table.from_pylist(rows, schema=ConceptScore.arrow_schema()))
+    # when it is exported, then a `concept_scores` config holds every row, typed, keyed, sorted
+    result = export_build(copy, tmp_path / "pq", format="parquet", allow_unknown_license=True)
+    assert result.rows["concept_scores"] == 6
+    table = pd.read_parquet(result.root / "concept_scores.parquet")
+    assert list(table["classifier_id"]) == ["m:a@1"] * 3 + ["m:b@2"] * 3
+    assert list(table["layer"][:3]) == ["L1", "L2", "L1"]  # by class, concept, then layer
+    assert table["score_id"].is_unique and table["score_id"][0] == "m:a@1|967|road|L1"
+    assert table.loc[0, "score"] == pytest.approx(0.2) and pd.isna(table.loc[0, "pointing"])
+    card = (result.root / "README.md").read_text(encoding="utf-8")
+    assert "config `concept_scores`" in card
+    hf = export_build(copy, tmp_path / "hf", format="hf", allow_unknown_license=True)
+    scores = load_from_disk(str(hf.root))["concept_scores"]
+    assert scores.num_rows == 6 and scores["significant"] == [True] * 6
+    # and a build without scores has no such config
+    plain = export_build(build, tmp_path / "plain", format="parquet", allow_unknown_license=True)
+    assert "concept_scores" not in plain.rows

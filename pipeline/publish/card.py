@@ -260,6 +260,13 @@ def render_card(
             "test groups) referring to `cf_id` and `image_id`; `params` is JSON.\n"
             if any(c.name == "cases" for c, _ in configs)
             else ""
+        )
+        + (
+            "- config `concept_scores`: TCAV scores of the audited classifiers, one row per "
+            "(classifier, class, concept, layer), with the metrics that say whether to trust "
+            "them (significance, std over seeds, CAV accuracy, location IoU and its baselines).\n"
+            if any(c.name == "concept_scores" for c, _ in configs)
+            else ""
         ),
         "## Statistics\n\n"
         + _table(

@@ -10,8 +10,8 @@
 - `webdataset`: tar shards `<config>-XXXXXX.tar` (`<key>.mask.png`, `<key>.json`, ...).
 
 Configs: `counterfactuals` (one row per counterfactual), `images` (each source image once; the
-counterfactual rows join it by `image_id`, or carry it inline with `inline_images`) and `cases`
-(when the build has edit cases).
+counterfactual rows join it by `image_id`, or carry it inline with `inline_images`), `cases`
+(when the build has edit cases) and `concept_scores` (when an audit computed them).
 
 The folder is written to a staging folder next to `out_dir` and renamed into place once it is
 complete, so a reader (or an upload) sees the old export or the whole new one; a killed export
@@ -50,10 +50,12 @@ from pipeline.publish.rows import (
     image_row,
     image_size,
     read_cases,
+    read_concept_scores,
 )
 from pipeline.publish.schema import (
     IMAGE_COLUMNS,
     case_features,
+    concept_score_features,
     counterfactual_features,
     image_features,
 )
@@ -138,6 +140,18 @@ def _plan(view: BuildView, inline_images: bool) -> list[_Config]:
                 len(cases),
                 lambda i: case_row(cases[i], groups),
                 [case_size(c) for c in cases],
+            )
+        )
+    scores = read_concept_scores(view.store)
+    if scores:
+        configs.append(
+            _Config(
+                "concept_scores",
+                concept_score_features(scores),
+                "score_id",
+                len(scores),
+                lambda i: scores[i],
+                [len(json.dumps(r, default=str)) for r in scores],
             )
         )
     return configs

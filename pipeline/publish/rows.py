@@ -197,3 +197,26 @@ def case_row(case: EditCase, group_names: list[str]) -> dict[str, Any]:
 def case_size(case: EditCase) -> int:
     """Estimated bytes of a case's export row: the length of its JSON."""
     return len(json.dumps(dataclasses.asdict(case)))
+
+
+CONCEPT_SCORES_GLOB = "concepts/*/concept_scores.parquet"  # pipeline.concepts' cache layout
+
+
+def read_concept_scores(store: BuildStore) -> list[dict[str, Any]]:
+    """Every classifier's concept scores stored in the build (TCAV, with the trust metrics),
+    one row per (classifier, class, concept, layer) sorted by those, each with a `score_id`
+    (the export's row key); empty when none were computed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = sorted(store.root.glob(CONCEPT_SCORES_GLOB))
+    if not paths:
+        return []
+    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
+    rows = table.to_pylist()
+    order = ("classifier_id", "class_index", "concept", "layer")
+    rows.sort(key=lambda r: tuple(str(r[k]) if k != "class_index" else r[k] for k in order))
+    return [
+        {"score_id": f"{r['classifier_id']}|{r['class_index']}|{r['concept']}|{r['layer']}", **r}
+        for r in rows
+    ]

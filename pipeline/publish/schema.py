@@ -116,6 +116,15 @@ def image_features() -> Any:
     )
 
 
+def concept_score_features(rows: Sequence[dict[str, Any]]) -> Any:
+    """`datasets.Features` of the `concept_scores` config: the stored record's columns, typed
+    from the rows (`score_id` first)."""
+    import pyarrow as pa
+    from datasets import Features
+
+    return Features.from_arrow_schema(pa.Table.from_pylist(list(rows)).schema)
+
+
 def case_features(group_names: Sequence[str]) -> Any:
     """`datasets.Features` of the `cases` config (group names: the cases' test groups)."""
     from datasets import Features, Value
