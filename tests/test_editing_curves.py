@@ -169,3 +169,26 @@ def test_the_front_margin_is_the_least_gap_over_the_locality_range():
     assert front_margin([(0.9, 80.0)], [(0.99, 10.0), (0.9, 40.0)], low=0.95) < 0
     assert front_margin([(0.99, 10.0)], [(0.9, 40.0)], low=0.95) == pytest.approx(10.0)
     assert math.isnan(front_margin([(0.9, 1.0)], [(0.8, 2.0)], low=0.95))
+
+
+def test_a_group_without_errors_is_not_called_a_grid_defect():
+    import pandas as pd
+
+    from pipeline.report.edit_curves import curve_table
+
+    nan = math.nan
+    row = {
+        "model_id": "m", "layer": "L", "method": "rewrite", "cases": 2, "cases_grid_defect": 0,
+        "ec_at_99": nan, "ec_at_99_low": nan, "ec_at_99_high": nan, "ec_at_95": nan,
+        "ec_at_95_low": nan, "ec_at_95_high": nan, "n_clean": 40, "n_cf": 0,
+        "selected_locality": 1.0, "selected_errors_corrected": nan,
+    }  # fmt: skip
+    summary = pd.DataFrame(
+        [
+            {**row, "part": "target_train_style", "grid_defect": False, "n_errors": 0},
+            {**row, "part": "other_train_style", "grid_defect": True, "n_errors": 7},
+        ]
+    )
+    ((_, _, rows),) = curve_table(summary)
+    assert rows[0][2:4] == ["– (no errors to correct in this group)"] * 2
+    assert rows[1][2] == "grid defect: no candidate reaches LR 99 %"

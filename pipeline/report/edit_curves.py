@@ -29,6 +29,7 @@ from pipeline.edit_curves import (
     curve_points,
     front_indices,
     front_margin,
+    grid_defect,
 )
 from pipeline.edit_stats import parse_bits
 from pipeline.store.atomic import atomic_write_bytes
@@ -152,7 +153,10 @@ def edit_curves(
             defect_cases = chosen.drop_duplicates("case_id")["grid_defect"].astype(bool).sum()
             row.update(
                 {
-                    "grid_defect": not at[0].reached,
+                    # about locality only (the clean images): a group without errors to
+                    # correct has no front to read, which is not a defect of the grid
+                    "grid_defect": grid_defect([loc for loc, _ in curve], THRESHOLDS[0]),
+                    "n_errors": int(err_pre.sum()),
                     "cases_grid_defect": int(defect_cases),
                     "n_clean": int(unchanged.shape[1]),
                     "n_cf": int(err_pre.size),
@@ -190,8 +194,11 @@ def curve_table(summary: pd.DataFrame) -> list[tuple[str, list[str], list[list[s
         rows = []
         for _, row in part.iterrows():
             at99 = _fmt(row["ec_at_99"], row["ec_at_99_low"], row["ec_at_99_high"])
+            at95 = _fmt(row["ec_at_95"], row["ec_at_95_low"], row["ec_at_95_high"])
             if row["grid_defect"]:
                 at99 = "grid defect: no candidate reaches LR 99 %"
+            elif not row.get("n_errors", 1):
+                at99 = at95 = "– (no errors to correct in this group)"
             cases = str(row["cases"])
             if row["cases_grid_defect"]:
                 cases += f" ({row['cases_grid_defect']} without a candidate at LR ≥ 99 %)"
@@ -200,7 +207,7 @@ def curve_table(summary: pd.DataFrame) -> list[tuple[str, list[str], list[list[s
                     row["method"],
                     row["part"],
                     at99,
-                    _fmt(row["ec_at_95"], row["ec_at_95_low"], row["ec_at_95_high"]),
+                    at95,
                     f"{100 * row['selected_locality']:.1f}, {row['selected_errors_corrected']:.1f}",
                     cases,
                     f"{row['n_clean']}, {row['n_cf']}",
