@@ -464,15 +464,20 @@ class WhereToEdit(EditingMethod):
     that the cached prefix is reused (otherwise the edit runs the whole network, still exact).
 
     Grid: ``sparsity`` 0.99, 0.95, 0.9 x ``steps`` 1, 5, 20 x ``lr`` 1e-3, 1e-2, from a one-step
-    nudge of 1 % of the groups (locality near 100 %) to 20 steps on 10 %.
+    nudge of 1 % of the groups to 20 steps on 10 %; below it, the one-step nudge scaled by 0.1
+    and 0.3 (one SGD step at lr 1e-4 and 3e-4), so that the curve starts at no change even
+    where a single step at 1e-3 already moves the clean predictions.
     """
 
     name: ClassVar[str] = "where-to-edit"
-    grid: ClassVar[tuple[Candidate, ...]] = tuple(
-        Candidate({"sparsity": sparsity, "steps": steps, "lr": lr})
-        for sparsity in (0.99, 0.95, 0.9)
-        for steps in (1, 5, 20)
-        for lr in (1e-3, 1e-2)
+    grid: ClassVar[tuple[Candidate, ...]] = (
+        *(Candidate({"sparsity": 0.99, "steps": 1, "lr": 1e-3}, s) for s in (0.1, 0.3)),
+        *(
+            Candidate({"sparsity": sparsity, "steps": steps, "lr": lr})
+            for sparsity in (0.99, 0.95, 0.9)
+            for steps in (1, 5, 20)
+            for lr in (1e-3, 1e-2)
+        ),
     )
     locator: str | None = None
     mask: str = "locator"
