@@ -10,7 +10,6 @@ corrected against locality come from the same table as the budget-selected point
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,9 @@ from typing import ClassVar
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.records import Record
-from pipeline.store.manifest import write_table
-
-logger = logging.getLogger("conceptswap.edit")
+from pipeline.store.manifest import declared_table, read_declared, write_table
 
 
 @dataclass(frozen=True)
@@ -127,11 +123,7 @@ class EditResultRow(Record):
 
 def results_table(rows: Iterable[EditResultRow | dict]) -> pa.Table:
     """Rows (records or their ``to_row`` dicts) as an Arrow table of the declared schema."""
-    data = [row.to_row() if isinstance(row, EditResultRow) else row for row in rows]
-    names = EditResultRow.arrow_schema().names
-    return pa.Table.from_pylist(
-        [{name: row[name] for name in names} for row in data], schema=EditResultRow.arrow_schema()
-    )
+    return declared_table(EditResultRow, rows)
 
 
 def write_results(rows: Iterable[EditResultRow | dict], path: str | Path) -> Path:
@@ -143,21 +135,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     """The results table as a frame of the declared columns and types; empty (with the declared
     columns) when absent. A file written by an older version without some declared column has
     its rows dropped (their run keys are stale, so the runner recomputes them) and says so."""
-    schema = EditResultRow.arrow_schema()
-    path = Path(path)
-    if not path.is_file():
-        return schema.empty_table().to_pandas()
-    table = pq.read_table(path)
-    missing = [name for name in schema.names if name not in table.column_names]
-    if missing:
-        logger.warning(
-            "%s: %d rows of an older results version (no %s) ignored; re-run the edits",
-            path,
-            table.num_rows,
-            ", ".join(missing[:3]),
-        )
-        return schema.empty_table().to_pandas()
-    return table.select(schema.names).cast(schema).to_pandas()
+    return read_declared(EditResultRow, path, "results")
 
 
 def read_rows(path: str | Path) -> list[EditResultRow]:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -64,3 +67,34 @@ def table_digest(path: str | Path) -> str:
     for row in table.to_pylist():
         digest.update(repr(sorted(row.items())).encode())
     return digest.hexdigest()
+
+
+def declared_table(record: type[Record], rows: Iterable[Record | Mapping[str, Any]]) -> pa.Table:
+    """Rows (records or their ``to_row`` dicts, extra keys ignored) as an Arrow table of the
+    schema ``record`` declares: the one writer of the editing tables."""
+    schema = record.arrow_schema()
+    data = [row.to_row() if isinstance(row, Record) else row for row in rows]
+    return pa.Table.from_pylist([{n: row[n] for n in schema.names} for row in data], schema=schema)
+
+
+def read_declared(record: type[Record], path: str | Path, what: str) -> pd.DataFrame:
+    """A table of ``record``'s declared columns and types; empty (with those columns) when the
+    file is absent or was written by a version without some declared column — its rows are
+    dropped, since their run keys are stale and the runner recomputes them, and the log says
+    so (``what`` names the table there)."""
+    schema = record.arrow_schema()
+    path = Path(path)
+    if not path.is_file():
+        return schema.empty_table().to_pandas()
+    table = pq.read_table(path)
+    missing = [name for name in schema.names if name not in table.column_names]
+    if missing:
+        logging.getLogger("conceptswap.edit").warning(
+            "%s: %d rows of an older %s version (no %s) ignored; re-run the edits",
+            path,
+            table.num_rows,
+            what,
+            ", ".join(missing[:3]),
+        )
+        return schema.empty_table().to_pandas()
+    return table.select(schema.names).cast(schema).to_pandas()

@@ -11,7 +11,6 @@ same runs.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,9 @@ from typing import ClassVar
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.records import Record
-from pipeline.store.manifest import write_table
-
-logger = logging.getLogger("conceptswap.edit")
+from pipeline.store.manifest import declared_table, read_declared, write_table
 
 
 @dataclass(frozen=True)
@@ -63,11 +59,7 @@ class StyleOutcomeRow(Record):
 
 def style_outcomes_table(rows: Iterable[StyleOutcomeRow | dict]) -> pa.Table:
     """Rows (records or their ``to_row`` dicts) as an Arrow table of the declared schema."""
-    schema = StyleOutcomeRow.arrow_schema()
-    data = [row.to_row() if isinstance(row, StyleOutcomeRow) else row for row in rows]
-    return pa.Table.from_pylist(
-        [{name: row[name] for name in schema.names} for row in data], schema=schema
-    )
+    return declared_table(StyleOutcomeRow, rows)
 
 
 def write_style_outcomes(rows: Iterable[StyleOutcomeRow | dict], path: str | Path) -> Path:
@@ -78,18 +70,4 @@ def write_style_outcomes(rows: Iterable[StyleOutcomeRow | dict], path: str | Pat
 def read_style_outcomes(path: str | Path) -> pd.DataFrame:
     """The table as a frame of the declared columns and types; empty (with those columns) when
     absent or written by a version without some declared column (said in the log)."""
-    schema = StyleOutcomeRow.arrow_schema()
-    path = Path(path)
-    if not path.is_file():
-        return schema.empty_table().to_pandas()
-    table = pq.read_table(path)
-    missing = [name for name in schema.names if name not in table.column_names]
-    if missing:
-        logger.warning(
-            "%s: %d rows of an older version (no %s) ignored; re-run the edits",
-            path,
-            table.num_rows,
-            ", ".join(missing[:3]),
-        )
-        return schema.empty_table().to_pandas()
-    return table.select(schema.names).cast(schema).to_pandas()
+    return read_declared(StyleOutcomeRow, path, "style outcomes")
