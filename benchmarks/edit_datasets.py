@@ -65,11 +65,18 @@ def camvid_config(split: str, textures: tuple[str, ...] = ("snow",)) -> dict:
     }
 
 
+# how the library's photographs are rendered: one style image across the concept's height
+# (the road's, not the frame's) and patches matched across seams (docs/stylize.md)
+PHOTO_STYLIZE = {"units_per_height": 1.0, "candidates": 4}
+
+
 def camvid_styles_config() -> dict:
     """`camvid-test-styles`: the `test` frames with every snow style of the texture library
-    (its declared training and held-out styles), for the style-transfer matrix."""
+    (its declared training and held-out styles), for the style-transfer matrix; the texture
+    sized by each frame's road and seam-matched (`PHOTO_STYLIZE`)."""
     config = camvid_config("test")
-    return {**config, "name": "camvid-test-styles", "stylize": {"textures": ["snow"]}}
+    stylize = {"textures": ["snow"], "options": PHOTO_STYLIZE}
+    return {**config, "name": "camvid-test-styles", "stylize": stylize}
 
 
 def camvid_locator_config(textures: Sequence[str]) -> dict:

@@ -14,6 +14,8 @@ special-cases a backend by name:
   segmentation model" and its measured IoU), recorded in build.yaml and shown by the report;
 - `settings`: build settings the factory accepts besides its options (`max_side`: the build's
   working resolution; `device`: the classifier's device), passed by the stage that creates it;
+- `inputs`: per-image inputs the stage passes besides the images, for the backend's options
+  (the texture stylizer with `units_per_height`: `heights`, each image's concept height);
 - `weights`: for classifiers, where a model's default weights file lies without loading it (its
   digest is part of the fingerprint).
 
@@ -35,6 +37,8 @@ F = TypeVar("F", bound=Callable[..., object])
 
 # options → what the backend's output is worth (short sentences keyed by fact name)
 Facts = Callable[[Mapping[str, Any]], dict[str, str]]
+# options → names of the per-image inputs the backend's call takes besides the images
+Inputs = Callable[[Mapping[str, Any]], tuple[str, ...]]
 
 
 class UnknownBackendError(ValueError):
@@ -52,6 +56,11 @@ class Backend(Generic[T]):
     weights: Callable[[str], Path | None] | None = None
     default_classifier: Callable[[str], str] | None = None
     facts: Facts | None = None
+    inputs: Inputs | None = None
+
+    def inputs_for(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The per-image inputs the stage must pass for these options (none by default)."""
+        return self.inputs(options) if self.inputs is not None else ()
 
     def classifier_name(self, options: Mapping[str, Any], audited: str) -> str:
         """The classifier this backend's evidence comes from: its `classifier` option, else its
@@ -70,6 +79,8 @@ class Backend(Generic[T]):
         }
         if self.facts is not None:
             described.update(self.facts(options or {}))
+        if inputs := self.inputs_for(options or {}):
+            described["inputs"] = list(inputs)
         return described
 
 
@@ -87,6 +98,7 @@ class Registry(Generic[T]):
         weights: Callable[[str], Path | None] | None = None,
         default_classifier: Callable[[str], str] | None = None,
         facts: Facts | None = None,
+        inputs: Inputs | None = None,
     ) -> Callable[[F], F]:
         if default_classifier is not None and not needs_classifier:
             raise ValueError(
@@ -97,7 +109,14 @@ class Registry(Generic[T]):
             if name in self._backends:
                 raise ValueError(f"{self.stage} backend {name!r} registered twice")
             self._backends[name] = Backend(
-                name, factory, needs_classifier, settings, weights, default_classifier, facts
+                name,
+                factory,
+                needs_classifier,
+                settings,
+                weights,
+                default_classifier,
+                facts,
+                inputs,
             )
             return factory
 

@@ -9,12 +9,18 @@ import pytest
 
 from pipeline.config import BuildConfig
 from pipeline.imageio import encode_png
+from pipeline.records import ConceptMask, SourceImage
 from pipeline.segment import segmenters
 from pipeline.segment.base import ConceptDetection
 from pipeline.stages import Backends
 from pipeline.stages.ingest import ingest_shard
 from pipeline.stages.segment import segment_shard
-from pipeline.stages.stylize import images_to_stylize, stylize_shard
+from pipeline.stages.stylize import (
+    concept_heights,
+    images_to_stylize,
+    mask_height,
+    stylize_shard,
+)
 from pipeline.store import BuildStore
 from pipeline.stylize import stylizers
 
@@ -159,3 +165,66 @@ def test_images_without_a_kept_concept_are_not_stylized(shard, photos) -> None: 
     config = config_for(photos, name, concepts=["background"], max_area=0.3)
     _, masks = segment_shard(store, images, Backends(config), config)
     assert images_to_stylize(images, masks) == []
+
+
+class HeightRecordingStylizer:
+    """Records the concept heights the stage passes (declared by its registration's `inputs`)."""
+
+    id = "heights"
+
+    def __init__(self) -> None:
+        self.heights: list[int] = []
+
+    def stylize(self, images, style, seed=0, heights=None):  # type: ignore[no-untyped-def]
+        self.heights += list(heights or [])
+        return [255 - image for image in images]
+
+
+def test_a_stylizer_sized_by_the_concept_gets_each_images_concept_height(  # type: ignore[no-untyped-def]
+    shard, photos
+) -> None:
+    """A backend whose registration declares `heights` gets the bounding-box height of each
+    image's largest kept concept (the top half: 12 of 24 rows), and the heights are part of the
+    stylized ids, so a re-segmented concept is re-stylized."""
+    store, images, name, _, _ = shard
+    recorder, sized = HeightRecordingStylizer(), f"{name}-sized"
+    stylizers.register(sized, inputs=lambda options: ("heights",) if options else ())(
+        lambda **options: recorder
+    )
+    try:
+        config = config_for(photos, name)
+        _, masks = segment_shard(store, images, Backends(config), config)
+        config = config.model_copy(
+            update={"stylize": config.stylize.model_copy(update={"backend": sized})}
+        )
+        plain_ids = {
+            r.stylized_id for r in stylize_shard(store, images, masks, Backends(config), config)[1]
+        }
+        assert recorder.heights == []  # no option asks for heights: none is computed or passed
+        with_sizes = config.model_copy(
+            update={"stylize": config.stylize.model_copy(update={"options": {"on": 1}})}
+        )
+        assert Backends(with_sizes).stylizer_inputs == ("heights",)
+        _, records = stylize_shard(store, images, masks, Backends(with_sizes), with_sizes)
+        assert recorder.heights == [12, 12, 12]
+        assert not plain_ids & {r.stylized_id for r in records}
+        assert stylizers.spec(sized).describe({"on": 1})["inputs"] == ["heights"]
+    finally:
+        stylizers.unregister(sized)
+
+
+def test_concept_heights_follow_the_largest_kept_mask(tmp_path: Path) -> None:
+    store = BuildStore(tmp_path)
+    tall, wide = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    tall[5:35, 10:12] = True  # 30 rows, 60 px
+    wide[20:30, :] = True  # 10 rows, 400 px
+    paths = [store.save_png(f"masks/{name}.png", m) for name, m in (("t", tall), ("w", wide))]
+    masks = [
+        ConceptMask("m1", "a", "pole", 1.0, 0.04, "s", paths[0]),
+        ConceptMask("m2", "a", "road", 1.0, 0.25, "s", paths[1]),
+        ConceptMask("m3", "b", "pole", 1.0, 0.04, "s", paths[0]),
+        ConceptMask("m4", "b", "road", 1.0, 0.25, "s", paths[1], kept=False),
+    ]
+    images = [SourceImage(i, f"{i}.png", 40, 40, None, None, f"{i}.png") for i in "ab"]
+    assert concept_heights(store, images, masks) == {"a": 10, "b": 30}
+    assert mask_height(np.zeros((4, 4), bool)) == 0

@@ -208,6 +208,10 @@ class Backends:
         self.segmenter = _segmenter(config)
         self.stylizer = _stylizer(config)
         self.styles: list[StyleImage] = build_styles(config)
+        # per-image inputs the stylizer takes besides the images (e.g. concept heights)
+        self.stylizer_inputs = stylizers.spec(config.stylize.backend).inputs_for(
+            config.stylize.options
+        )
         self._style_pixels: dict[str, np.ndarray] = {}
 
     @classmethod

@@ -22,8 +22,39 @@ def style_seed(seed: int, style: StyleImage) -> int:
     return int(stable_key(seed, style.style_id, style.sha256, length=8), 16) % (2**31)
 
 
-def stylized_id(image_id: str, style: StyleImage, fingerprint: str, seed: int) -> str:
-    return stable_key(image_id, style.sha256, fingerprint, style_seed(seed, style), length=32)
+def stylized_id(
+    image_id: str, style: StyleImage, fingerprint: str, seed: int, height: int | None = None
+) -> str:
+    """`height`: the concept height the texture was sized for, where the stylizer takes one."""
+    parts: tuple[object, ...] = (image_id, style.sha256, fingerprint, style_seed(seed, style))
+    return stable_key(*parts, *(() if height is None else (height,)), length=32)
+
+
+def mask_height(mask: np.ndarray) -> int:
+    """Height in pixels of a mask's bounding box (0 for an empty mask)."""
+    rows = np.flatnonzero(np.asarray(mask).any(axis=1))
+    return int(rows[-1] - rows[0] + 1) if rows.size else 0
+
+
+def concept_heights(
+    store: BuildStore, images: Sequence[SourceImage], masks: Sequence[ConceptMask]
+) -> dict[str, int]:
+    """Per image, the bounding-box height of its largest kept concept (by area).
+
+    One stylized image serves every concept of its image, so an image with several kept
+    concepts gets a texture sized for the largest; a one-concept build is sized exactly.
+    """
+    largest: dict[str, ConceptMask] = {}
+    for mask in masks:
+        if mask.kept and (
+            mask.image_id not in largest or mask.area_frac > largest[mask.image_id].area_frac
+        ):
+            largest[mask.image_id] = mask
+    return {
+        image.image_id: mask_height(store.load_mask(largest[image.image_id].path))
+        for image in images
+        if image.image_id in largest
+    }
 
 
 def images_to_stylize(
@@ -44,12 +75,18 @@ def stylize_shard(
     """Every image with a kept concept in every style image of the build. Returns (key, records).
 
     Stylized images already on disk (same id) are not made again, so adding a texture
-    stylizes only with the new style images.
+    stylizes only with the new style images. A stylizer that sizes its texture by the concept
+    gets each image's concept height, which is then part of the stylized id.
     """
     images = images_to_stylize(images, masks)
     styles = backends.styles
     fingerprint, seed, batch_size = backends.stylizer.id, config.seed, config.stylize.batch_size
-    ids = [[stylized_id(i.image_id, s, fingerprint, seed) for s in styles] for i in images]
+    sized = "heights" in backends.stylizer_inputs
+    heights = concept_heights(store, images, masks) if sized else {}
+    ids = [
+        [stylized_id(i.image_id, s, fingerprint, seed, heights.get(i.image_id)) for s in styles]
+        for i in images
+    ]
     key = stable_key(CODE_VERSION, fingerprint, ids)
     if store.has_part("stylized", key):
         done = [s for s in store.read_part("stylized", key) if isinstance(s, Stylized)]
@@ -76,7 +113,10 @@ def stylize_shard(
                 stylizer = stylizer or backends.stylizer.load()
                 pixels = [source(image) for image, _ in batch]
                 style_pixels = backends.style_pixels(style)
-                outputs = stylizer.stylize(pixels, style_pixels, seed=style_seed(seed, style))
+                extra = {"heights": [heights[i.image_id] for i, _ in batch]} if sized else {}
+                outputs = stylizer.stylize(
+                    pixels, style_pixels, seed=style_seed(seed, style), **extra
+                )
                 for (_, sid), output in zip(batch, outputs, strict=True):
                     writer.save(store.relpath("stylized", sid), output)
     for column, style in enumerate(styles):

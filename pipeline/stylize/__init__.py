@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.registry import Registry
@@ -10,7 +11,12 @@ from pipeline.stylize.base import Stylizer
 stylizers: Registry[Stylizer] = Registry("stylizer")
 
 
-@stylizers.register("texture")
+def _texture_inputs(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """With `units_per_height` the texture is sized by each image's concept height."""
+    return ("heights",) if options.get("units_per_height") is not None else ()
+
+
+@stylizers.register("texture", inputs=_texture_inputs)
 def _texture(**options: Any) -> Stylizer:
     from pipeline.stylize.texture import TextureStylizer
 

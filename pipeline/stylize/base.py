@@ -14,7 +14,8 @@ class Stylizer(Protocol):
 
     `stylize` takes uint8 RGB images (H x W x 3) and one uint8 RGB style image and returns
     uint8 RGB images of the same sizes as the inputs. Output is a pure function of
-    (images, style, seed).
+    (images, style, seed). A backend whose registration declares per-image `inputs` (the
+    texture stylizer's `heights` with `units_per_height`) also takes them as keywords.
     """
 
     id: str

@@ -84,9 +84,65 @@ def luminance(rgb: np.ndarray, space: str = "lab") -> np.ndarray:
 
 def space_to_rgb(image: np.ndarray, space: str = "lab") -> np.ndarray:
     """float32 image in `space` → uint8 RGB, clipping out-of-gamut colours."""
-    _, backward = _codes(space)
-    rgb = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), backward)
+    rgb = space_to_float_rgb(image, space)
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_rgb_in_gamut(
+    image: np.ndarray, space: str, toward: float, steps: int = 6, tolerance: float = 0.01
+) -> np.ndarray:
+    """float32 image in `space` → uint8 RGB, out-of-gamut pixels moved in luminance only.
+
+    Why: clipping an out-of-gamut colour per RGB channel changes its hue and chroma (the dark,
+    saturated shadows that lifted contrast gives a wood or bark texture turn grey), so the output
+    would leave the texture's colour range. Moving only the luminance towards `toward` (the
+    texture's mean, taken as in gamut) keeps the texture's colour and gives up just the
+    brightness the gamut cannot show. A pixel is out of gamut when the round trip through
+    clipped RGB moves it by more than `tolerance` of the luminance range; `steps` bisections
+    place it within luminance-range / 2**steps of the gamut's edge.
+    """
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    rgb = space_to_float_rgb(image, space)
+    # OpenCV clips to [0, 1]: only pixels with a channel at 0 or 1 can be outside
+    edge = cv2.inRange(rgb, (1e-7,) * 3, (1.0 - 1e-7,) * 3) == 0
+    if edge.any():
+        fixed = keep_in_gamut(image[edge][None], space, toward, steps, tolerance)
+        rgb[edge] = space_to_float_rgb(fixed, space)[0]
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def keep_in_gamut(
+    image: np.ndarray, space: str, toward: float, steps: int = 6, tolerance: float = 0.01
+) -> np.ndarray:
+    """`image` (in `space`) with the luminance of its out-of-gamut pixels moved towards `toward`
+    until their colour fits sRGB (see `to_rgb_in_gamut`)."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    limit = tolerance * LUMA_RANGE[space]
+
+    def fits(pixels: np.ndarray) -> np.ndarray:
+        error = np.abs(rgb_to_space(space_to_float_rgb(pixels, space), space) - pixels)
+        return (error[..., 0] <= limit) & (error[..., 1] <= limit) & (error[..., 2] <= limit)
+
+    outside = ~fits(image)
+    if not outside.any():
+        return image
+    pixels = image[outside][None]
+    far, near = pixels[0, :, 0].copy(), np.full(pixels.shape[1], toward, np.float32)
+    for _ in range(steps):
+        pixels[0, :, 0] = 0.5 * (far + near)
+        inside = fits(pixels)[0]
+        near = np.where(inside, pixels[0, :, 0], near)
+        far = np.where(inside, far, pixels[0, :, 0])
+    pixels[0, :, 0] = near
+    out = image.copy()
+    out[outside] = pixels[0]
+    return out
+
+
+def space_to_float_rgb(image: np.ndarray, space: str = "lab") -> np.ndarray:
+    """float32 image in `space` → float32 RGB (OpenCV clips it to [0, 1])."""
+    _, backward = _codes(space)
+    return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), backward)
 
 
 def channel_stats(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,10 @@ Steps per image:
    blurred, standardised luminance (weight `shading`), rescaled to the style's luminance mean/std.
    The output's brightness therefore follows the photo's low-frequency shading and structure,
    while its colour statistics stay those of the texture. For very flat textures (snow) the
-   photo's part gets at least `min_shading_std` of contrast, or the object would vanish.
+   photo's part gets at least `min_shading_std` of contrast, or the object would vanish;
+4. where the result leaves the sRGB gamut (lifted contrast on a dark, saturated texture), move
+   the pixel's luminance towards the texture's mean until it fits, keeping its colour
+   (`pipeline.stylize.colour.to_rgb_in_gamut`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from pipeline.stylize.colour import (
     luminance,
     match_stats,
     rgb_to_space,
-    space_to_rgb,
     standardise,
+    to_rgb_in_gamut,
     to_rgb_uint8,
 )
 from pipeline.stylize.tiling import (
@@ -43,7 +46,7 @@ from pipeline.stylize.tiling import (
     tile_geometry,
 )
 
-VERSION = "v1"
+VERSION = "v2"  # v2: out-of-gamut colours keep their chroma (colour.to_rgb_in_gamut)
 
 
 class TextureStylizer:
@@ -193,7 +196,7 @@ class TextureStylizer:
         )
         canvas = match_stats(canvas, style_mean, style_std)
         canvas[:, :, 0] = self._luminance(rgb, canvas[:, :, 0], style_mean[0], style_std[0])
-        return space_to_rgb(canvas, self.colour_space)
+        return to_rgb_in_gamut(canvas, self.colour_space, float(style_mean[0]))
 
     def _luminance(
         self, rgb: np.ndarray, texture: np.ndarray, mean: float, std: float
