@@ -7,7 +7,7 @@
   `content_size` = `style_size` = size, batch sizes 1 and 16.
 * `gatys`: one image at batch 1 with the default steps (or --gatys-steps), default encoder.
 
-Inputs are `size` x `size` crops of scikit-image photos; the style is the library's wood/0. Each
+Inputs are `size` x `size` crops of scikit-image photos; the style is the library's wood/0 (`--style`). Each
 row is timed after one warm-up call, over at least `--min-seconds` and two calls. The load
 average is printed because other processes on a shared machine change these figures.
 """
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--gatys-steps", type=int, default=None, help="default: the stylizer's")
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--skip", nargs="*", default=[], choices=["texture", "adain", "gatys"])
+    parser.add_argument("--style", default="wood/0", help="style image, texture/index")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,7 +97,11 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}"
     )
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    style_record = load_texture_library().styles(["wood"])[0]
+    texture = args.style.split("/")[0]
+    matches = [s for s in load_texture_library().styles([texture]) if s.style_id == args.style]
+    if not matches:
+        parser.error(f"--style {args.style}: no such style image in the texture library")
+    style_record = matches[0]
     style = load_style(style_record)
     images = photos(args.size, 16)
     print(
