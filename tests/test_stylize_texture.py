@@ -269,7 +269,7 @@ def test_photo_styles_keep_the_photo_colour_statistics(photo, photo_styles) -> N
 
 def test_keep_in_gamut_moves_only_the_luminance_of_colours_srgb_cannot_show() -> None:
     """A dark saturated brown (L 7, a 14, b 22) is outside sRGB: it is lifted to the lowest
-    luminance (within 33 / 2**4) that shows its colour, with a and b unchanged; colours inside
+    luminance (within 33 / 2**6) that shows its colour, with a and b unchanged; colours inside
     the gamut are returned as they are."""
     lab = np.array([[[7.0, 14.0, 22.0], [50.0, 10.0, 20.0]]], np.float32)
     kept = keep_in_gamut(lab, "lab", toward=40.0)
@@ -280,7 +280,7 @@ def test_keep_in_gamut_moves_only_the_luminance_of_colours_srgb_cannot_show() ->
     back = rgb_to_space(np.clip(space_to_float_rgb(kept), 0, 1))[0, 0]
     assert np.abs(back - kept[0, 0]).max() <= 1.0  # it now fits
     lower = kept.copy()
-    lower[0, 0, 0] = lifted - 33.0 / 2**4 - 0.5
+    lower[0, 0, 0] = lifted - 33.0 / 2**6 - 0.5
     back = rgb_to_space(np.clip(space_to_float_rgb(lower), 0, 1))[0, 0]
     assert np.abs(back - lower[0, 0]).max() > 1.0  # and just below it did not
 

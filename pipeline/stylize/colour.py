@@ -89,7 +89,7 @@ def space_to_rgb(image: np.ndarray, space: str = "lab") -> np.ndarray:
 
 
 def to_rgb_in_gamut(
-    image: np.ndarray, space: str, toward: float, steps: int = 4, tolerance: float = 0.01
+    image: np.ndarray, space: str, toward: float, steps: int = 6, tolerance: float = 0.01
 ) -> np.ndarray:
     """float32 image in `space` → uint8 RGB, out-of-gamut pixels moved in luminance only.
 
@@ -112,7 +112,7 @@ def to_rgb_in_gamut(
 
 
 def keep_in_gamut(
-    image: np.ndarray, space: str, toward: float, steps: int = 4, tolerance: float = 0.01
+    image: np.ndarray, space: str, toward: float, steps: int = 6, tolerance: float = 0.01
 ) -> np.ndarray:
     """`image` (in `space`) with the luminance of its out-of-gamut pixels moved towards `toward`
     until their colour fits sRGB (see `to_rgb_in_gamut`)."""
