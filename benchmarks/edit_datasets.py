@@ -86,6 +86,14 @@ def camvid_locator_config(textures: Sequence[str]) -> dict:
     return {**camvid_config("val", tuple(textures)), "name": "camvid-locator"}
 
 
+def coco_locator_config(concepts: Sequence[str], textures: Sequence[str]) -> dict:
+    """`coco-locator`: the whole COCO panoptic sample with ``concepts`` re-textured by the
+    locator's COCO training textures, for its meta-training episodes (never the CamVid frames
+    of the edit cases, nor road -> snow)."""
+    config = coco_config("coco-locator", COCO / "images", list(concepts), list(textures))
+    return config
+
+
 def coco_config(name: str, folder: Path, concepts: list[str], textures: list[str]) -> dict:
     """The photos linked in ``folder``, ground-truth panoptic masks of ``concepts`` (COCO
     stuff such as `sky-other-merged` → `sky` through the vocabulary), label-free."""

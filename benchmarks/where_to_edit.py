@@ -9,8 +9,9 @@ library exactly as the CLI runs them:
 1. builds, into `--out-root` (default `/tmp/cs-edit`; the environment variable `BUILDS` the
    configs refer to), what `benchmarks/edit_real.py --dataset camvid` builds (`camvid-test`,
    the cases; `camvid-val`, for `C`; the ImageNet halves `imagenet-c` and `imagenet-locality`)
-   and `camvid-locator`: the `val` frames with their road re-textured by the training textures
-   of `configs/locator-camvid.yaml` (never snow, the cases' texture);
+   and the locator's builds: `camvid-locator`, the `val` frames with their road re-textured by
+   the road pairs' textures of `configs/locator-camvid.yaml` (never snow, the cases' texture),
+   and `coco-locator`, the COCO panoptic sample with its other pairs (grass, sky, tree);
 2. meta-trains the locator of `configs/locator-camvid.yaml` (`conceptswap train-locator`'s
    function), unless its artifact exists (`--retrain` trains again, `--skip-train` never
    trains), and prints its wall time and final losses;
@@ -19,7 +20,8 @@ library exactly as the CLI runs them:
    also other configs'), prints the comparison and where-to-edit's seconds per edit;
 4. prints the specificity of the locator's masks at sparsity 0.95 (`--sparsity`): mean IoU of
    masks of exemplar sets within a (concept, texture) pair minus across pairs, on frames its
-   episodes of the pair never used and on the unseen pair road/snow of `camvid-test`, beside
+   episodes of the pair never used and on the unseen pair road/snow of `camvid-test` (over
+   every pair, the training pairs, and the road pairs alone), beside
    the gradient and random controls (`pipeline.editing.locate.specificity`).
 
 The CamVid and ImageNet samples stay in `../shared/datasets` (the script exits 0 with
@@ -50,15 +52,24 @@ EDIT_TARGET_S = 10.0  # seconds per where-to-edit edit on cached inputs
 GAP_TARGET = 0.2  # mean IoU within pairs minus across pairs
 
 
-def prepare_builds(root: Path, textures: list[str]) -> bool:
-    """Build (or find up to date) every data set the configs read; False: CamVid is absent."""
+def prepare_builds(root: Path, pairs: list[tuple[str, str]]) -> bool:
+    """Build (or find up to date) every data set the configs read; False: CamVid is absent.
+
+    The locator's road pairs come from `camvid-locator`, its other pairs from `coco-locator`
+    (built only when some pair needs it and the COCO sample is present)."""
     import edit_datasets as data
     from edit_real import build_all, dataset_configs, link_imagenet_halves
 
     configs = dataset_configs("camvid", root)
     if configs is None:
         return False
-    configs["camvid-locator"] = data.camvid_locator_config(textures)
+    road = sorted({texture for concept, texture in pairs if concept == "road"})
+    configs["camvid-locator"] = data.camvid_locator_config(road)
+    others = [(concept, texture) for concept, texture in pairs if concept != "road"]
+    if others and (data.COCO / "images").is_dir():
+        configs["coco-locator"] = data.coco_locator_config(
+            sorted({c for c, _ in others}), sorted({t for _, t in others})
+        )
     link_imagenet_halves(root)
     build_all(configs, root)
     return True
@@ -155,9 +166,11 @@ def print_specificity(
     print(f"\nmask specificity at sparsity {report.sparsity} ({size} exemplars per set; {counts})")
     print(f"  {'masks':<10}{'pairs':<34}{'within':>8}{'across':>8}{'gap':>8}")
     for kind in report.masks:
+        road = [pair for pair in [*train_pairs, *test_pairs] if pair[0] == "road"]
         for label, pairs in (
             (f"all ({unseen} unseen)", None),
             ("training, held-out frames", train_pairs),
+            ("road pairs only (CamVid)", road),
         ):
             result = report.specificity(kind, pairs)
             print(
@@ -203,7 +216,7 @@ def main() -> int:
     if not train_pairs:
         print(f"{args.locator_config} names no `pairs`: the textures of camvid-locator")
         return 2
-    if not prepare_builds(args.out_root, sorted({texture for _, texture in train_pairs})):
+    if not prepare_builds(args.out_root, train_pairs):
         print("skipped: the CamVid data are not in ../shared/datasets (they live outside the repo)")
         return 0
     locator = train_or_reuse(args.locator_config, args.retrain, args.skip_train)
@@ -215,7 +228,11 @@ def main() -> int:
     if not args.skip_specificity:
         report = locator_specificity(
             locator,
-            [args.out_root / "camvid-locator", args.out_root / "camvid-test"],
+            [
+                args.out_root / name
+                for name in ("camvid-locator", "coco-locator", "camvid-test")
+                if (args.out_root / name).is_dir()
+            ],
             [*train_pairs, *locator_config.test_pairs],
             sparsity=args.sparsity,
             n_sets=args.sets,

@@ -15,6 +15,8 @@ from pipeline.editing.methods import (
     EDIT_METHODS,
     EditInputs,
     FinetuneGlobal,
+    FinetuneGroupsL1,
+    FinetuneGroupsL2,
     FinetuneLocal,
     Rewrite,
     RewriteClosed,
@@ -66,6 +68,8 @@ def test_registry_holds_one_class_per_method() -> None:
         "rewrite-multikey": RewriteMultiKey,
         "finetune-local": FinetuneLocal,
         "finetune-global": FinetuneGlobal,
+        "finetune-l1": FinetuneGroupsL1,
+        "finetune-l2": FinetuneGroupsL2,
         "where-to-edit": WhereToEdit,
         "where-to-edit-gradient": WhereToEditGradient,
         "where-to-edit-random": WhereToEditRandom,
@@ -81,7 +85,12 @@ def test_registry_holds_one_class_per_method() -> None:
 
 # where-to-edit changes parameter groups of the last blocks of a known architecture, with a
 # trained locator: tests/test_where_to_edit.py
-LAYER_METHODS = [name for name in EDIT_METHODS.names() if not name.startswith("where-to-edit")]
+# (and so do the penalised fine-tunings of its groups, finetune-l1 / -l2)
+LAYER_METHODS = [
+    name
+    for name in EDIT_METHODS.names()
+    if not name.startswith("where-to-edit") and name not in ("finetune-l1", "finetune-l2")
+]
 
 
 @pytest.mark.parametrize("name", LAYER_METHODS)

@@ -552,11 +552,45 @@ def test_the_camvid_configs_agree(monkeypatch) -> None:
         "where-to-edit",
         "where-to-edit-gradient",
         "where-to-edit-random",
+        "finetune-l1",
+        "finetune-l2",
     ]
     assert {m.settings["locator"] for m in where.methods[3:]} == {"${BUILDS}/locators/camvid"}
     assert locator.out == "/b/locators/camvid"
     # the cases' pair is the locator's test pair; its training textures exist and are others
     assert locator.test_pairs == [(c, t) for c in base.plan.concepts for t in base.plan.textures]
     textures = {t for _, t in locator.pairs}
-    assert textures <= set(load_texture_library().names()) and len(textures) == 6
+    assert textures <= set(load_texture_library().names()) and len(textures) == 7
     assert not textures & set(base.plan.textures)
+    # road pairs from CamVid `val`, the others (grass, sky, tree) from COCO
+    assert {c for c, _ in locator.pairs} == {"road", "grass", "sky", "tree"}
+    assert locator.builds == ["/b/camvid-locator", "/b/coco-locator"]
+
+
+def test_penalised_fine_tuning_edits_every_group_and_its_penalty_shrinks_the_change() -> None:
+    """FT-L1 / FT-L2 fine-tune all of where-to-edit's groups (none masked) and nothing else;
+    at the same learning rate and steps, a heavier penalty gives a smaller change; their grids
+    run from a negligible step (lr 1e-5) to 50 steps at lr 1e-2."""
+    model = tiny_vit(depth=3)
+    layout = parameter_groups(model, blocks=2)
+    torch.manual_seed(5)
+    inputs = EditInputs(exemplars_for(torch.randn(3, 3, 32, 32), [0, 1, 2]))
+    # measured sums of |delta|: L1 18.3 at 1e-2 against 45.0 at 1e-6; L2 33.1 at 1 against 45.0
+    for name, penalty, heavy_weight in (("finetune-l1", "l1", 1e-2), ("finetune-l2", "l2", 1.0)):
+        method = create_method(name, lr=0.05, steps=5)
+        assert method.penalty == penalty and method.penalty_weight > 0
+        result = method.edit(model, "blocks.1.mlp.fc1", inputs)
+        assert set(result.deltas) == set(layout.param_names)
+        assert len(touched_groups(layout, result.deltas)) > 0.9 * layout.size
+        light, heavy = (
+            sum(
+                float(d.abs().sum())
+                for d in create_method(name, lr=0.05, steps=5, penalty_weight=weight)
+                .edit(model, "blocks.1.mlp.fc1", inputs)
+                .deltas.values()
+            )
+            for weight in (1e-6, heavy_weight)
+        )
+        assert heavy < 0.8 * light
+        lrs = sorted({c.params["lr"] for c in type(method).grid})
+        assert lrs[0] == 1e-5 and lrs[-1] == 1e-2

@@ -447,6 +447,56 @@ class FinetuneGlobal(_Finetune):
         return parameters_from(model, layer)
 
 
+# -- fine-tuning the locator's parameter groups densely, with a penalty (Yang et al.'s FT-L1/L2) --
+# every group where-to-edit chooses among, none masked: from a negligible step to 50 steps at
+# lr 1e-2, the strongest where-to-edit grid point's learning rate
+_PENALISED_GRID = tuple(
+    Candidate({"lr": lr, "steps": steps}) for lr in (1e-5, 1e-4, 1e-3, 1e-2) for steps in (5, 50)
+)
+
+
+@dataclass(frozen=True)
+class _FinetuneGroups(_Finetune):
+    """Fine-tune every parameter where-to-edit chooses among (the 1x1 convolutions of the last
+    ``blocks`` blocks, or the groups of ``locator``) with a penalty to the original weights: the
+    paper's FT-L1 / FT-L2 baselines, so a locator's front is compared with a dense edit of the
+    same parameters that only a penalty keeps small.
+
+    Grid: SGD at ``lr`` 1e-5 to 1e-2 for 5 or 50 steps, the penalty weight fixed.
+    """
+
+    grid: ClassVar[tuple[Candidate, ...]] = _PENALISED_GRID
+    blocks: int = 2
+    locator: str | None = None
+
+    def trained(self, model: nn.Module, layer: str) -> list[str]:
+        from pipeline.editing.locate import load_locator, parameter_groups
+
+        if self.locator:
+            return load_locator(self.locator).layout.param_names
+        return parameter_groups(model, self.blocks).param_names
+
+
+@register
+@dataclass(frozen=True)
+class FinetuneGroupsL1(_FinetuneGroups):
+    """The where-to-edit groups fine-tuned densely with an L1 penalty (weight 1e-4)."""
+
+    name: ClassVar[str] = "finetune-l1"
+    penalty: str | None = "l1"
+    penalty_weight: float = 1e-4
+
+
+@register
+@dataclass(frozen=True)
+class FinetuneGroupsL2(_FinetuneGroups):
+    """The where-to-edit groups fine-tuned densely with an L2 penalty (weight 1e-2)."""
+
+    name: ClassVar[str] = "finetune-l2"
+    penalty: str | None = "l2"
+    penalty_weight: float = 1e-2
+
+
 # -- locate, then edit (Yang et al. 2024) ------------------------------------------------------
 @register
 @dataclass(frozen=True)
