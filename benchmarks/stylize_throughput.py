@@ -7,9 +7,10 @@
   `content_size` = `style_size` = size, batch sizes 1 and 16.
 * `gatys`: one image at batch 1 with the default steps (or --gatys-steps), default encoder.
 
-Inputs are `size` x `size` crops of scikit-image photos; the style is the library's wood/0 (`--style`). Each
-row is timed after one warm-up call, over at least `--min-seconds` and two calls. The load
-average is printed because other processes on a shared machine change these figures.
+Inputs are `size` x `size` crops of scikit-image photos; the style is the library's wood/0
+(`--style` for another). Each row is timed after one warm-up call, over at least
+`--min-seconds` and two calls. The load average is printed because other processes on a shared
+machine change these figures.
 """
 
 from __future__ import annotations
