@@ -163,7 +163,7 @@ def main() -> int:
     start = time.perf_counter()
     folder = run_edits(cases_build, config, cases=cases, log=print)
     wall_s = time.perf_counter() - start
-    write_comparison(cases_build)
+    write_comparison(cases_build, [c.case_id for c in cases], config.method_names)
     print((folder / "comparison.md").read_text())
     results = pd.read_parquet(folder / "results.parquet")
     results = results[results["case_id"].isin([c.case_id for c in cases])]

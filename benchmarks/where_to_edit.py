@@ -148,7 +148,7 @@ def run_edit_comparison(root: Path, config_path: Path, fresh: bool) -> None:
     start = time.perf_counter()
     folder = run_edits(build, config, cases=cases, log=print)
     print(f"edit run: {time.perf_counter() - start:.0f} s wall, {len(cases)} cases")
-    write_comparison(build)
+    write_comparison(build, [c.case_id for c in cases], config.method_names)
     print((folder / "comparison.md").read_text())
     results = pd.read_parquet(folder / "results.parquet")
     results = results[results["case_id"].isin([c.case_id for c in cases])]

@@ -3,7 +3,8 @@
 Orchestration only (the work is `pipeline.editing.runner` and `pipeline.report.edits`): one
 task plans or loads the cases, one task per batch of cases runs every method on them (the first
 batch also computes the key statistics C, later batches load them from `BUILD/edits/cache/`),
-and a last task writes the comparison and publishes it as a Markdown artifact. Batches run one
+and a last task writes the comparison of this run's cases and methods (not other experiments'
+results the build holds) and publishes it as a Markdown artifact. Batches run one
 after another in the flow's process, where `pipeline.classify.create_classifier` loads the
 classifier once. Everything already computed (results with the same run key, saved deltas) is
 skipped by the library, so a re-run is cheap.
@@ -35,8 +36,8 @@ def edit_batch_task(build: str, config: EditConfig, case_ids: list[str]) -> str:
 
 
 @task(name="edit-comparison", cache_policy=NO_CACHE)
-def comparison_task(build: str) -> str:
-    edit_report.write_comparison(build)
+def comparison_task(build: str, case_ids: list[str], methods: list[str]) -> str:
+    edit_report.write_comparison(build, cases=case_ids, methods=methods)
     path = edits_dir(build) / COMPARISON_MD
     return path.read_text(encoding="utf-8") if path.is_file() else "No edit results.\n"
 
@@ -73,7 +74,7 @@ def run_edits(
     size = max(1, cases_per_task)
     for start in range(0, len(case_ids), size):
         edit_batch_task(build, config, case_ids[start : start + size])
-    markdown = comparison_task(build)
+    markdown = comparison_task(build, case_ids, config.method_names)
     folder = str(edits_dir(build))
     create_markdown_artifact(
         markdown=f"## Edit comparison\n\n{markdown}", key="edit-comparison", description=folder

@@ -86,7 +86,7 @@ def test_edit_runs_the_flow_on_the_chosen_cases(tmp_path, monkeypatch, prefect_h
 
     monkeypatch.setattr(edit_runner, "resolve_cases", fake_resolve)
     monkeypatch.setattr(edit_runner, "run_edits", fake_run)
-    monkeypatch.setattr("pipeline.report.edits.write_comparison", lambda build_dir: None)
+    monkeypatch.setattr("pipeline.report.edits.write_comparison", lambda build_dir, **_: None)
     args = ["edit", str(build), "--layer", "blocks.6.0.conv_pwl"]
     args += ["--method", "rewrite-closed", "--case", "b", "--case", "c", "--budget-pp", "0.5"]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})

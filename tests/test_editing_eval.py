@@ -582,6 +582,13 @@ def test_run_edits_writes_results_and_reuses_deltas(tiny_build, monkeypatch):
     pd.testing.assert_frame_equal(
         again[columns].reset_index(drop=True), results[columns].reset_index(drop=True)
     )
+    # one experiment's comparison: only its cases and methods, and it says what it left out
+    first = cases[0].case_id
+    write_comparison(store.root, cases=[first], methods=["rewrite-closed"])
+    scoped = pd.read_parquet(out / "comparison.parquet")
+    assert set(scoped["method"]) == {"rewrite-closed"} and (scoped["n_cases"] == 1).all()
+    assert len(pd.read_parquet(out / "budget.parquet")) == 1
+    assert "hold 1 other case (" in (out / "comparison.md").read_text()
 
 
 def test_group_cases_target_a_class_group():

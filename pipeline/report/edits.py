@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -384,12 +384,26 @@ def plot_comparison(comparison: pd.DataFrame, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_comparison(build_dir: str | Path) -> Path | None:
+def write_comparison(
+    build_dir: str | Path,
+    cases: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+) -> Path | None:
     """Write ``comparison.parquet``, ``comparison.md`` and ``comparison.png`` from the results
     (and the page ``report/edits.html``; ``style_matrix.png`` where cases differ in their
-    exemplars' style); returns the Markdown path, or None when there are no results."""
+    exemplars' style); returns the Markdown path, or None when there are no results.
+
+    ``cases`` / ``methods``: compare only these (one experiment's cases and methods, as
+    ``conceptswap edit -c CONFIG`` does), not every result the build holds (default); the page
+    then says how many cases the build holds besides.
+    """
     out = edits_dir(build_dir)
-    results = latest_runs(read_results(out / RESULTS_FILE))
+    every = latest_runs(read_results(out / RESULTS_FILE))
+    results = every
+    if cases is not None:
+        results = results[results["case_id"].isin(list(cases))]
+    if methods is not None:
+        results = results[results["method"].isin(list(methods))]
     if results.empty:
         return None
     comparison = compare(results)
@@ -406,6 +420,14 @@ def write_comparison(build_dir: str | Path) -> Path | None:
     write_frame(margins, out / MARGINS_FILE)
     markdown = comparison_markdown(comparison, curves, budget, margins)
     markdown += write_style_matrix(out, results)
+    others = every["case_id"].nunique() - results["case_id"].nunique()
+    if others:
+        markdown += (
+            f"\nCompared: {results['case_id'].nunique()} cases and the methods "
+            f"{', '.join(sorted(results['method'].unique()))}; the build's results hold "
+            f"{others} other case{'s' if others != 1 else ''} (`write_comparison(build)` "
+            "compares every one).\n"
+        )
     return atomic_write_text(out / COMPARISON_MD, markdown)
 
 
