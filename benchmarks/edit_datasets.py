@@ -90,8 +90,7 @@ def coco_locator_config(concepts: Sequence[str], textures: Sequence[str]) -> dic
     """`coco-locator`: the whole COCO panoptic sample with ``concepts`` re-textured by the
     locator's COCO training textures, for its meta-training episodes (never the CamVid frames
     of the edit cases, nor road -> snow)."""
-    config = coco_config("coco-locator", COCO / "images", list(concepts), list(textures))
-    return config
+    return coco_config("coco-locator", COCO / "images", list(concepts), list(textures))
 
 
 def coco_config(name: str, folder: Path, concepts: list[str], textures: list[str]) -> dict:

@@ -394,8 +394,8 @@ def write_comparison(
     exemplars' style); returns the Markdown path, or None when there are no results.
 
     ``cases`` / ``methods``: compare only these (one experiment's cases and methods, as
-    ``conceptswap edit -c CONFIG`` does), not every result the build holds (default); the page
-    then says how many cases the build holds besides.
+    ``conceptswap edit -c CONFIG`` does), not every result the build holds (default); the Markdown
+    then says how many other cases the build holds.
     """
     out = edits_dir(build_dir)
     every = latest_runs(read_results(out / RESULTS_FILE))

@@ -82,12 +82,6 @@ def luminance(rgb: np.ndarray, space: str = "lab") -> np.ndarray:
     )
 
 
-def space_to_rgb(image: np.ndarray, space: str = "lab") -> np.ndarray:
-    """float32 image in `space` → uint8 RGB, clipping out-of-gamut colours."""
-    rgb = space_to_float_rgb(image, space)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
-
-
 def to_rgb_in_gamut(
     image: np.ndarray, space: str, toward: float, steps: int = 6, tolerance: float = 0.01
 ) -> np.ndarray:
